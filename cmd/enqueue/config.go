@@ -1,0 +1,247 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/sandbox"
+	"github.com/enrollq/enrollq/internal/source"
+	"github.com/enrollq/enrollq/internal/tasks"
+	"github.com/enrollq/enrollq/internal/worker"
+)
+
+// config is everything the flags and environment say.
+type config struct {
+	csvPath  string
+	idColumn string
+	campaign string
+	out      string
+	redisURL string
+	queue    string
+	wait     bool
+
+	resume      bool
+	retryFailed bool
+
+	concurrency int // enqueue goroutines
+	maxRetry    int
+	deadline    time.Duration
+
+	// Local mode.
+	workers   int
+	rate      float64
+	burst     int
+	sandbox   bool
+	sbFail    string
+	sbLatency time.Duration
+	sbTTL     time.Duration
+	sbRate    float64
+	sbBurst   int
+
+	api        client.Config
+	apiKeyFile string
+	betas      string
+	endpoint   string
+
+	logLevel string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: enqueue --csv FILE [flags]")
+		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
+		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
+		fs.PrintDefaults()
+	}
+
+	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
+	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
+	fs.StringVar(&c.campaign, "campaign", "", "campaign name (default: input file name and today's UTC date)")
+	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
+	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
+	fs.StringVar(&c.queue, "queue", worker.DefaultQueue, "asynq queue name")
+	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
+	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
+	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
+	fs.IntVar(&c.concurrency, "concurrency", 32, "enqueue goroutines")
+	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
+	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
+
+	fs.IntVar(&c.workers, "workers", worker.DefaultConcurrency, "local mode: tasks run at once")
+	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit)")
+	fs.IntVar(&c.burst, "burst", worker.DefaultBurst, "local mode: API calls allowed at once")
+	fs.BoolVar(&c.sandbox, "sandbox", false, "local mode: serve the stand-in API in-process (no key needed)")
+	fs.StringVar(&c.sbFail, "sandbox-fail", "", `with --sandbox: injected faults, e.g. "500=0.05,429=0.05"`)
+	fs.DurationVar(&c.sbLatency, "sandbox-latency", 0, "with --sandbox: latency of each call")
+	fs.DurationVar(&c.sbTTL, "sandbox-ttl", 0, "with --sandbox: URL lifetime (default 1h)")
+	fs.Float64Var(&c.sbRate, "sandbox-rate", 0, "with --sandbox: the stand-in's own rate limit (0: none)")
+	fs.IntVar(&c.sbBurst, "sandbox-burst", 0, "with --sandbox: the stand-in's burst")
+
+	registerAPIFlags(fs, &c)
+	fs.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return c, c.validate()
+}
+
+// registerAPIFlags binds the API settings. The key is never a flag: it
+// comes from ANTHROPIC_API_KEY or --api-key-file.
+func registerAPIFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.api.BaseURL, "base-url", envOr("ANTHROPIC_BASE_URL", client.DefaultBaseURL), "API base URL (env ANTHROPIC_BASE_URL)")
+	fs.StringVar(&c.apiKeyFile, "api-key-file", "", "read the API key from this file instead of ANTHROPIC_API_KEY")
+	fs.StringVar(&c.api.Version, "api-version", client.DefaultVersion, "anthropic-version header")
+	fs.StringVar(&c.betas, "beta", client.DefaultBeta, "anthropic-beta header, comma separated")
+	fs.StringVar(&c.api.WorkspaceID, "workspace-id", os.Getenv("ANTHROPIC_WORKSPACE_ID"), "anthropic-workspace-id header (env ANTHROPIC_WORKSPACE_ID)")
+	fs.DurationVar(&c.api.Timeout, "timeout", 20*time.Second, "deadline of one API call")
+	fs.StringVar(&c.endpoint, "endpoint", string(client.EnrollmentURL), "enrollment_url or action_url")
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.resume:
+		return nil
+	case c.retryFailed:
+		if c.campaign == "" {
+			return usageError{errors.New("--retry-failed needs --campaign")}
+		}
+		if c.redisURL == "" {
+			return usageError{errors.New("--retry-failed needs --redis-url (a local run keeps nothing to retry)")}
+		}
+	case c.csvPath == "":
+		return usageError{errors.New("--csv is required (a file, or - for standard input)")}
+	}
+	if c.campaign == "" {
+		c.campaign = defaultCampaign(c.csvPath, time.Now())
+	}
+	if err := campaign.ValidateName(c.campaign); err != nil {
+		return usageError{fmt.Errorf("--campaign: %w", err)}
+	}
+	if c.out != "" {
+		if _, err := formatOf(c.out); err != nil {
+			return usageError{fmt.Errorf("--out: %w", err)}
+		}
+	}
+	local := c.redisURL == ""
+	switch {
+	case local && c.wait:
+		return usageError{errors.New("--wait follows a fleet campaign: it needs --redis-url (local mode always runs to the end)")}
+	case !local && c.sandbox:
+		return usageError{errors.New("--sandbox serves the API in-process for local mode; with --redis-url, run cmd/sandbox and point the workers at it")}
+	case !local && c.out != "" && !c.wait:
+		return usageError{errors.New("--out in fleet mode needs --wait (the results exist once the workers are done)")}
+	case c.sbFail != "" && !c.sandbox:
+		return usageError{errors.New("--sandbox-fail needs --sandbox")}
+	case c.concurrency < 1:
+		return usageError{fmt.Errorf("--concurrency %d: must be at least 1", c.concurrency)}
+	case c.workers < 1:
+		return usageError{fmt.Errorf("--workers %d: must be at least 1", c.workers)}
+	case c.rate < 0:
+		return usageError{fmt.Errorf("--rate %v: must be 0 (no limit) or more", c.rate)}
+	case c.maxRetry < 0:
+		return usageError{fmt.Errorf("--max-retry %d: must be 0 or more", c.maxRetry)}
+	case c.deadline < 0:
+		return usageError{fmt.Errorf("--deadline %s: must be positive", c.deadline)}
+	}
+	if c.sbFail != "" {
+		if _, err := sandbox.ParseFaults(c.sbFail); err != nil {
+			return usageError{fmt.Errorf("--sandbox-fail: %w", err)}
+		}
+	}
+	return c.loadAPI(local && c.sandbox)
+}
+
+// loadAPI completes the client settings. With the in-process sandbox no
+// key is needed.
+func (c *config) loadAPI(sandboxed bool) error {
+	c.api.Endpoint = client.Endpoint(c.endpoint)
+	if c.api.Endpoint != client.EnrollmentURL && c.api.Endpoint != client.ActionURL {
+		return usageError{fmt.Errorf("--endpoint %q: use enrollment_url or action_url", c.endpoint)}
+	}
+	c.api.Betas = splitList(c.betas)
+	if sandboxed {
+		return nil
+	}
+	key, err := loadAPIKey(c.apiKeyFile)
+	if err != nil {
+		return err
+	}
+	c.api.APIKey = key
+	if key == "" && c.redisURL == "" && !c.resume {
+		return usageError{errors.New("no API key: set ANTHROPIC_API_KEY or --api-key-file, or try it with --sandbox")}
+	}
+	return nil
+}
+
+func loadAPIKey(path string) (string, error) {
+	if path == "" {
+		return strings.TrimSpace(os.Getenv("ANTHROPIC_API_KEY")), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--api-key-file: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("--api-key-file %s: empty", path)
+	}
+	return key, nil
+}
+
+var nonName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// defaultCampaign names a campaign after its input and the UTC date, so
+// that running the same file again the same day continues one campaign.
+func defaultCampaign(path string, now time.Time) string {
+	base := "stdin"
+	if path != "-" {
+		base = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	base = strings.Trim(nonName.ReplaceAllString(base, "-"), "-._")
+	if base == "" {
+		base = "campaign"
+	}
+	if len(base) > 100 {
+		base = base[:100]
+	}
+	return base + "-" + now.UTC().Format("2006-01-02")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

@@ -1,0 +1,266 @@
+// Package producer turns a source of profile records into tasks: it
+// screens each record (valid id, not a repeat), admits the profile into the
+// campaign, and enqueues one task per new profile with bounded concurrency.
+//
+// Every record read is counted exactly once, so that
+// Read = Enqueued + AlreadyEnqueued + Repeats + Invalid.
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/source"
+	"github.com/enrollq/enrollq/internal/tasks"
+)
+
+// Defaults for Config.
+const (
+	DefaultConcurrency = 32
+	DefaultBatch       = 64
+	enqueueAttempts    = 4
+)
+
+// Records is a stream of input records; *source.CSV is one.
+type Records interface {
+	Columns() []string
+	Next() (source.Record, error)
+}
+
+var _ Records = (*source.CSV)(nil)
+
+// Config configures Enqueue.
+type Config struct {
+	Redis    redis.UniversalClient // required
+	Queue    string                // required
+	Campaign string                // required
+
+	// Concurrency is how many enqueue goroutines run. Default
+	// DefaultConcurrency.
+	Concurrency int
+
+	// MaxRetry is each task's retry budget. Default tasks.DefaultMaxRetry.
+	MaxRetry int
+
+	// Deadline, when set, is the campaign's end (see tasks.Payload).
+	Deadline time.Time
+
+	// Progress, when set, is called with the records read so far, from
+	// one goroutine, about every thousand records.
+	Progress func(read int64)
+
+	Logger *slog.Logger
+}
+
+// Summary accounts for every record read.
+type Summary struct {
+	source.Summary
+
+	// Enqueued profiles got a new task; AlreadyEnqueued ones had a task or
+	// a result in this campaign already.
+	Enqueued        int64
+	AlreadyEnqueued int64
+}
+
+// Check reports an error when the counts do not add up.
+func (s *Summary) Check() error {
+	sum := s.Enqueued + s.AlreadyEnqueued + int64(s.Repeats) + int64(s.Invalid)
+	if int64(s.Read) != sum {
+		return fmt.Errorf("counts do not add up: read %d, enqueued %d + already enqueued %d + repeats %d + invalid %d = %d",
+			s.Read, s.Enqueued, s.AlreadyEnqueued, s.Repeats, s.Invalid, sum)
+	}
+	return nil
+}
+
+// Validate reads records to the end without enqueuing anything, so that a
+// structurally broken input enqueues nothing. It returns the number of
+// records.
+func Validate(recs Records) (int, error) {
+	n := 0
+	for {
+		_, err := recs.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+type job struct {
+	rec source.Record
+}
+
+// Enqueue screens and enqueues every record of recs. On an error it stops
+// and returns the summary so far with the error: a Redis outage mid-run
+// leaves the enqueued tasks in place, and running again completes the rest.
+func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	store := campaign.NewStore(cfg.Redis, 0)
+	if _, err := store.SetColumns(ctx, cfg.Campaign, recs.Columns()); err != nil {
+		return Summary{}, err
+	}
+	columns := recs.Columns()
+	client := asynq.NewClientFromRedisClient(cfg.Redis)
+	// The client wraps cfg.Redis, which the caller owns: do not Close it.
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var (
+		sum             Summary
+		enqueued, known atomic.Int64
+		batches         = make(chan []source.Record, cfg.Concurrency)
+		wg              sync.WaitGroup
+	)
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for batch := range batches {
+				e, k, err := enqueueBatch(ctx, cfg, store, client, columns, batch)
+				enqueued.Add(e)
+				known.Add(k)
+				if err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+
+	var screen source.Screen
+	batch := make([]source.Record, 0, DefaultBatch)
+	var readErr error
+	for ctx.Err() == nil {
+		rec, err := recs.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		v, reason, first := screen.Check(rec)
+		sum.Add(rec, v, reason, first)
+		if cfg.Progress != nil && sum.Read%1000 == 0 {
+			cfg.Progress(int64(sum.Read))
+		}
+		if v != source.Valid {
+			continue
+		}
+		batch = append(batch, rec)
+		if len(batch) == cap(batch) {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+			}
+			batch = make([]source.Record, 0, DefaultBatch)
+		}
+	}
+	if len(batch) > 0 && ctx.Err() == nil {
+		batches <- batch
+	}
+	close(batches)
+	wg.Wait()
+
+	sum.Enqueued, sum.AlreadyEnqueued = enqueued.Load(), known.Load()
+	if cfg.Progress != nil {
+		cfg.Progress(int64(sum.Read))
+	}
+	if readErr != nil {
+		return sum, readErr
+	}
+	if err := context.Cause(ctx); err != nil {
+		return sum, err
+	}
+	return sum, sum.Check()
+}
+
+// enqueueBatch admits a batch into the campaign in one round trip, then
+// enqueues a task for each profile without a result. It returns how many
+// it enqueued and how many were already known.
+func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client *asynq.Client,
+	columns []string, batch []source.Record) (enqueued, known int64, err error) {
+	ids := make([]string, len(batch))
+	for i, r := range batch {
+		ids[i] = r.ID
+	}
+	adm, err := store.Admit(ctx, cfg.Campaign, ids)
+	if err != nil {
+		return 0, 0, err
+	}
+
+	for i, rec := range batch {
+		if adm[i] == campaign.HasResult {
+			known++
+			continue
+		}
+		task, err := tasks.NewTask(tasks.Payload{
+			Campaign:  cfg.Campaign,
+			ProfileID: rec.ID,
+			Seq:       int64(rec.Line),
+			Columns:   columnMap(columns, rec.Values),
+			Deadline:  cfg.Deadline,
+		})
+		if err != nil {
+			return enqueued, known, fmt.Errorf("line %d: %w", rec.Line, err)
+		}
+		opts := tasks.Options(cfg.Queue, cfg.Campaign, rec.ID, cfg.MaxRetry)
+		switch err := enqueueOne(ctx, client, task, opts); {
+		case err == nil:
+			enqueued++
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			known++
+		default:
+			return enqueued, known, fmt.Errorf("enqueue line %d (%s): %w", rec.Line, rec.ID, err)
+		}
+	}
+	return enqueued, known, nil
+}
+
+// enqueueOne retries a failed enqueue a few times with a short backoff:
+// a Redis blip must not cost a profile.
+func enqueueOne(ctx context.Context, client *asynq.Client, task *asynq.Task, opts []asynq.Option) error {
+	delay := 100 * time.Millisecond
+	var err error
+	for attempt := 1; ; attempt++ {
+		_, err = client.EnqueueContext(ctx, task, opts...)
+		if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) || attempt == enqueueAttempts || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+			delay *= 2
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func columnMap(columns, values []string) map[string]string {
+	if len(columns) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(columns))
+	for i, c := range columns {
+		if i < len(values) {
+			m[c] = values[i]
+		}
+	}
+	return m
+}

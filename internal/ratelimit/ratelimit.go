@@ -1,0 +1,209 @@
+// Package ratelimit paces API calls so that the whole fleet stays under the
+// organisation's rate limit.
+//
+// Two stages, both waited on before every call:
+//
+//   - Local, a golang.org/x/time/rate token bucket in each process. It is
+//     the only stage in local mode, and in a fleet it keeps one process
+//     from hammering Redis for tokens it cannot get.
+//   - Fleet, a GCRA limiter in Redis (github.com/go-redis/redis_rate/v10)
+//     keyed by a hash of the API key and the endpoint, so that N workers
+//     share one budget: --rate is requests per second for all of them.
+//
+// A 429 from the API sets a shared cool-down key; every worker waits it
+// out before its next call, not only the task that was refused.
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/enrollq/enrollq/internal/client"
+)
+
+// Local is an in-process token bucket. A rate of 0 means no limit.
+type Local struct {
+	l *rate.Limiter
+}
+
+// NewLocal returns a limiter of perSecond calls a second with the given
+// burst (at least 1).
+func NewLocal(perSecond float64, burst int) *Local {
+	if perSecond <= 0 {
+		return &Local{l: rate.NewLimiter(rate.Inf, 1)}
+	}
+	return &Local{l: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1))}
+}
+
+// Wait blocks until a call may go. It returns at once with an error when
+// the wait would outlast ctx's deadline.
+func (l *Local) Wait(ctx context.Context) error { return l.l.Wait(ctx) }
+
+// Limit reports the current rate in calls a second (+Inf when unlimited).
+func (l *Local) Limit() float64 { return float64(l.l.Limit()) }
+
+// FleetConfig configures a Fleet limiter.
+type FleetConfig struct {
+	// Redis holds the shared bucket and cool-down. Required.
+	Redis redis.UniversalClient
+	// Rate is calls a second for the whole fleet. Required, > 0.
+	Rate float64
+	// Burst is how many calls may go at once after a quiet spell. Default
+	// 1: the safest against an API whose own burst is unknown.
+	Burst int
+	// APIKey and Endpoint name the budget; the key is hashed, never stored.
+	APIKey   string
+	Endpoint string
+	// MaxCooldown caps a cool-down set by a 429. Default
+	// client.MaxRetryAfter.
+	MaxCooldown time.Duration
+}
+
+// Fleet is the fleet-wide limiter. It is safe for concurrent use.
+type Fleet struct {
+	rdb      redis.UniversalClient
+	gcra     *redis_rate.Limiter
+	limit    redis_rate.Limit
+	local    *Local
+	key      string
+	cooldown string
+	maxCool  time.Duration
+}
+
+// NewFleet returns a Fleet limiter, or an error naming the bad field.
+func NewFleet(cfg FleetConfig) (*Fleet, error) {
+	switch {
+	case cfg.Redis == nil:
+		return nil, errors.New("fleet limiter: Redis is required")
+	case cfg.Rate <= 0 || math.IsInf(cfg.Rate, 0) || math.IsNaN(cfg.Rate):
+		return nil, fmt.Errorf("fleet limiter: rate %v: must be a positive number", cfg.Rate)
+	}
+	if cfg.MaxCooldown <= 0 {
+		cfg.MaxCooldown = client.MaxRetryAfter
+	}
+	burst := max(cfg.Burst, 1)
+	sum := sha256.Sum256([]byte(cfg.APIKey))
+	base := "enrollq:rl:{" + hex.EncodeToString(sum[:8]) + ":" + cfg.Endpoint + "}"
+	return &Fleet{
+		rdb:  cfg.Redis,
+		gcra: redis_rate.NewLimiter(cfg.Redis),
+		// GCRA takes a whole number of calls per period: a thousand-second
+		// period keeps a rate like 0.5 or 12.5 a second exact.
+		limit:    redis_rate.Limit{Rate: int(math.Round(cfg.Rate * 1000)), Burst: burst, Period: 1000 * time.Second},
+		local:    NewLocal(cfg.Rate, burst),
+		key:      base + ":gcra",
+		cooldown: base + ":cooldown",
+		maxCool:  cfg.MaxCooldown,
+	}, nil
+}
+
+// Wait blocks until the fleet may make one more call: the local bucket,
+// then any shared cool-down, then a token from the shared bucket.
+func (f *Fleet) Wait(ctx context.Context) error {
+	if err := f.local.Wait(ctx); err != nil {
+		return err
+	}
+	for {
+		cool, err := f.rdb.PTTL(ctx, f.cooldown).Result()
+		if err != nil {
+			return fmt.Errorf("read cool-down: %w", err)
+		}
+		if cool > 0 {
+			if err := sleep(ctx, cool); err != nil {
+				return err
+			}
+			continue
+		}
+
+		res, err := f.gcra.Allow(ctx, f.key, f.limit)
+		if err != nil {
+			return fmt.Errorf("take fleet token: %w", err)
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		if err := sleep(ctx, res.RetryAfter); err != nil {
+			return err
+		}
+	}
+}
+
+// Observe sets the shared cool-down after a 429 that named a wait, so that
+// every worker honours it.
+func (f *Fleet) Observe(ctx context.Context, _ client.Link, err error) {
+	var e *client.Error
+	if !errors.As(err, &e) || e.StatusCode != 429 || !e.HasRetryAfter || e.RetryAfter <= 0 {
+		return
+	}
+	wait := min(e.RetryAfter, f.maxCool)
+	// Best effort: a lost cool-down costs at most one more 429 per worker.
+	_ = f.rdb.Set(ctx, f.cooldown, 1, wait).Err()
+}
+
+// Limit reports the fleet rate in calls a second.
+func (f *Fleet) Limit() float64 { return f.local.Limit() }
+
+// Cooldown is the in-process counterpart of the fleet's shared cool-down,
+// for local mode: after a 429 with a hint, every task of the process waits.
+type Cooldown struct {
+	*Local
+	until chan time.Time
+}
+
+// NewCooldown wraps l with a cool-down.
+func NewCooldown(l *Local) *Cooldown {
+	c := &Cooldown{Local: l, until: make(chan time.Time, 1)}
+	c.until <- time.Time{}
+	return c
+}
+
+// Wait waits out any cool-down, then the bucket.
+func (c *Cooldown) Wait(ctx context.Context) error {
+	u := <-c.until
+	c.until <- u
+	if d := time.Until(u); d > 0 {
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	return c.Local.Wait(ctx)
+}
+
+// Observe starts a cool-down after a 429 with a wait hint.
+func (c *Cooldown) Observe(_ context.Context, _ client.Link, err error) {
+	var e *client.Error
+	if !errors.As(err, &e) || e.StatusCode != 429 || !e.HasRetryAfter || e.RetryAfter <= 0 {
+		return
+	}
+	next := time.Now().Add(min(e.RetryAfter, client.MaxRetryAfter))
+	u := <-c.until
+	if next.After(u) {
+		u = next
+	}
+	c.until <- u
+}
+
+// sleep waits d or until ctx ends. A wait that would outlast ctx's
+// deadline fails at once, as rate.Limiter.Wait does.
+func sleep(ctx context.Context, d time.Duration) error {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return fmt.Errorf("wait of %s would outlast the deadline: %w", d.Round(time.Millisecond), context.DeadlineExceeded)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,386 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/uprof"
+)
+
+// Defaults for HandlerConfig.
+const (
+	DefaultMaxRetry       = 8
+	DefaultMaxMalformed   = 3
+	DefaultMaxCalls       = 60
+	DefaultBackoffBase    = time.Second
+	DefaultBackoffMax     = 5 * time.Minute
+	DefaultMaxLimiterWait = 10 * time.Second
+	DefaultPauseDelay     = 30 * time.Second
+)
+
+// Caller mints one link. *client.Client is one.
+type Caller interface {
+	Create(ctx context.Context, profileID string) (client.Link, error)
+}
+
+// Limiter paces calls. Wait blocks until a call may go, or returns an
+// error when ctx ends first (including when the wait would outlast ctx's
+// deadline).
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Observer is told of every API answer, so that a limiter can cool down
+// after a 429 or follow the API's rate-limit headers. It may be nil.
+type Observer interface {
+	Observe(ctx context.Context, link client.Link, err error)
+}
+
+// Store is the shared result store. *campaign.Store is one.
+type Store interface {
+	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
+	CountCall(ctx context.Context, campaign, profileID string) (int64, error)
+	Put(ctx context.Context, r campaign.Result) (bool, error)
+}
+
+// Pauser pauses a queue. *asynq.Inspector is one.
+type Pauser interface {
+	PauseQueue(queue string) error
+}
+
+var (
+	_ Caller = (*client.Client)(nil)
+	_ Store  = (*campaign.Store)(nil)
+	_ Pauser = (*asynq.Inspector)(nil)
+)
+
+// HandlerConfig configures a Handler.
+type HandlerConfig struct {
+	Caller  Caller   // required
+	Store   Store    // required
+	Limiter Limiter  // required; pace of every call
+	Pauser  Pauser   // required; pauses the queue on an account fault
+	Observe Observer // optional
+
+	// MaxRetry is the retry budget for transient faults; it must equal the
+	// task's asynq MaxRetry. Default DefaultMaxRetry.
+	MaxRetry int
+
+	// MaxMalformed bounds attempts that get an unusable 200. Default
+	// DefaultMaxMalformed.
+	MaxMalformed int
+
+	// MaxCalls bounds the API calls for one profile, rate-limit waits
+	// included. Default DefaultMaxCalls.
+	MaxCalls int64
+
+	// Backoff paces counted retries. Default DefaultBackoffBase up to
+	// DefaultBackoffMax.
+	Backoff Backoff
+
+	// MaxLimiterWait is the longest a task holds a worker slot waiting for
+	// the limiter; past it the task goes back to the queue. Default
+	// DefaultMaxLimiterWait.
+	MaxLimiterWait time.Duration
+
+	// PauseDelay is how long a task waits in the retry set after a pause.
+	// Default DefaultPauseDelay.
+	PauseDelay time.Duration
+
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
+}
+
+func (c HandlerConfig) withDefaults() HandlerConfig {
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = DefaultMaxRetry
+	}
+	if c.MaxMalformed <= 0 {
+		c.MaxMalformed = DefaultMaxMalformed
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = DefaultMaxCalls
+	}
+	if c.Backoff.Base <= 0 {
+		c.Backoff.Base = DefaultBackoffBase
+	}
+	if c.Backoff.Max <= 0 {
+		c.Backoff.Max = DefaultBackoffMax
+	}
+	if c.MaxLimiterWait <= 0 {
+		c.MaxLimiterWait = DefaultMaxLimiterWait
+	}
+	if c.PauseDelay <= 0 {
+		c.PauseDelay = DefaultPauseDelay
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Handler runs TypeEnrollmentURL tasks. It is the same in local mode and
+// in a fleet of workers. Use it as an asynq.Handler, with IsFailure and
+// RetryDelay in the server's Config.
+//
+// ProcessTask returns nil when the profile has its result (new or found),
+// an error wrapping asynq.SkipRetry when the profile failed for good (the
+// failure is recorded first), a wait error that IsFailure ignores for rate
+// limits and pauses, and any other error for a counted retry. It writes no
+// result once its context is done.
+type Handler struct {
+	cfg HandlerConfig
+}
+
+// NewHandler returns a Handler, or an error naming a missing field.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
+	switch {
+	case cfg.Caller == nil:
+		return nil, errors.New("handler: Caller is required")
+	case cfg.Store == nil:
+		return nil, errors.New("handler: Store is required")
+	case cfg.Limiter == nil:
+		return nil, errors.New("handler: Limiter is required")
+	case cfg.Pauser == nil:
+		return nil, errors.New("handler: Pauser is required")
+	}
+	return &Handler{cfg: cfg.withDefaults()}, nil
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	log := h.cfg.Logger
+	taskID, _ := asynq.GetTaskID(ctx)
+	p, err := DecodePayload(t.Payload())
+	if err != nil {
+		// A payload this build cannot read will not read better later.
+		log.Error("drop task", "task_id", taskID, "error", err)
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	log = log.With("campaign", p.Campaign, "user_profile_id", p.ProfileID, "task_id", taskID)
+
+	retried, _ := asynq.GetRetryCount(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	budget := h.cfg.MaxRetry
+	if m, ok := asynq.GetMaxRetry(ctx); ok && m > 1 {
+		budget = m - 1 // see Options
+	}
+	run := &attempt{h: h, log: log, p: p, retried: retried, queue: queue, maxRetry: budget}
+	return run.do(ctx)
+}
+
+// attempt is one run of one task.
+type attempt struct {
+	h        *Handler
+	log      *slog.Logger
+	p        Payload
+	retried  int
+	queue    string
+	maxRetry int
+	calls    int64
+}
+
+func (a *attempt) do(ctx context.Context) error {
+	cfg := a.h.cfg
+	p := a.p
+
+	if err := uprof.Validate(p.ProfileID); err != nil {
+		return a.fail(ctx, "invalid_user_profile_id", err.Error(), "")
+	}
+
+	// A task that runs again after its result was stored (a crash between
+	// the store and asynq's acknowledgement) makes no second call.
+	status, err := cfg.Store.Status(ctx, p.Campaign, p.ProfileID)
+	if err != nil {
+		return err
+	}
+	if status == campaign.StatusCreated || status == campaign.StatusFailed {
+		a.log.Debug("result already stored", "status", status)
+		return nil
+	}
+
+	if !p.Deadline.IsZero() && cfg.Now().After(p.Deadline) {
+		return a.fail(ctx, "campaign_deadline_passed",
+			"campaign deadline "+p.Deadline.UTC().Format(time.RFC3339)+" passed before a URL was created", "")
+	}
+
+	if err := a.waitTurn(ctx); err != nil {
+		return err
+	}
+
+	a.calls, err = cfg.Store.CountCall(ctx, p.Campaign, p.ProfileID)
+	if err != nil {
+		return err
+	}
+	link, callErr := cfg.Caller.Create(ctx, p.ProfileID)
+	if cfg.Observe != nil {
+		cfg.Observe.Observe(ctx, link, callErr)
+	}
+	if ctx.Err() != nil {
+		// Shutdown or task timeout: asynq puts the task back; a result
+		// written now could race the next run.
+		return ctx.Err()
+	}
+	return a.settle(ctx, link, callErr)
+}
+
+// waitTurn waits for the limiter, at most MaxLimiterWait; a longer wait
+// hands the task back to the queue rather than hold a worker slot.
+func (a *attempt) waitTurn(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, a.h.cfg.MaxLimiterWait)
+	defer cancel()
+	err := a.h.cfg.Limiter.Wait(wctx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return &waitError{delay: a.h.cfg.Backoff.Base, err: fmt.Errorf("rate limiter: %w", err)}
+}
+
+func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) error {
+	cfg := a.h.cfg
+	d := Decide(callErr)
+	var apiErr *client.Error
+	errors.As(callErr, &apiErr)
+	requestID := link.RequestID
+	if apiErr != nil {
+		requestID = apiErr.RequestID
+	}
+
+	// Every call counts towards MaxCalls, so that even answers that do not
+	// use up retries (429s, pauses) end some day.
+	if d.Action != Succeed && d.Action != Fail && a.calls >= cfg.MaxCalls {
+		return a.fail(ctx, d.Reason, fmt.Sprintf("gave up after %d calls: %v", a.calls, callErr), requestID)
+	}
+
+	switch d.Action {
+	case Succeed:
+		return a.store(ctx, campaign.Result{
+			Status: campaign.StatusCreated, URL: link.URL.Reveal(), ExpiresAt: link.ExpiresAt,
+			RequestID: link.RequestID,
+		})
+
+	case Fail:
+		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
+
+	case Wait:
+		delay := d.Delay
+		if delay <= 0 {
+			delay = cfg.Backoff.Delay(int(a.calls))
+		}
+		a.log.Info("rate limited", "attempt", a.calls, "retry_in", delay, "request_id", requestID)
+		return &waitError{delay: delay, err: callErr}
+
+	case Pause:
+		return a.pause(d, callErr, requestID)
+
+	case RetryMalformed:
+		if a.retried+1 >= cfg.MaxMalformed {
+			return a.fail(ctx, d.Reason, message(apiErr, callErr), requestID)
+		}
+	}
+
+	// Retry and RetryMalformed.
+	if a.retried >= a.maxRetry {
+		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
+	}
+	delay := cfg.Backoff.Delay(a.retried)
+	a.log.Warn("call failed, will retry", "attempt", a.calls, "retry_in", delay,
+		"request_id", requestID, "error", callErr)
+	return &retryError{delay: delay, err: callErr}
+}
+
+// pause stops the queue on a fault of the account (key, billing,
+// permission, spend cap): every other task would meet it too.
+func (a *attempt) pause(d Decision, callErr error, requestID string) error {
+	cfg := a.h.cfg
+	if err := cfg.Pauser.PauseQueue(a.queue); err != nil && !isAlreadyPaused(err) {
+		a.log.Error("pause queue", "queue", a.queue, "error", err)
+	}
+	a.log.Error("queue paused: the API refused the account, not the profile",
+		"queue", a.queue, "reason", d.Reason, "request_id", requestID, "error", callErr,
+		"fix", fixFor(d.Reason),
+		"resume", "go run ./cmd/enqueue --resume --queue "+a.queue+" (with the same --redis-url)")
+	return &waitError{delay: cfg.PauseDelay, err: callErr}
+}
+
+// isAlreadyPaused spots asynq's answer to pausing a paused queue, which is
+// the normal case when every in-flight task meets the same fault.
+func isAlreadyPaused(err error) bool {
+	return strings.Contains(err.Error(), "already paused")
+}
+
+func fixFor(reason string) string {
+	switch reason {
+	case "authentication_error", "http_401":
+		return "check ANTHROPIC_API_KEY: it is missing, revoked or for another organisation"
+	case "billing_error", "http_402":
+		return "fix the organisation's billing in the Claude Console"
+	case "permission_error", "http_403":
+		return "give the key permission for user profiles, or check --workspace-id"
+	}
+	return "raise the organisation's spend limit or wait for it to reset"
+}
+
+func (a *attempt) fail(ctx context.Context, errType, msg, requestID string) error {
+	err := a.store(ctx, campaign.Result{
+		Status: campaign.StatusFailed, ErrorType: errType, ErrorMessage: msg, RequestID: requestID,
+	})
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %s: %w", a.p.ProfileID, errType, asynq.SkipRetry)
+}
+
+func (a *attempt) store(ctx context.Context, r campaign.Result) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.Campaign = a.p.Campaign
+	r.ProfileID = a.p.ProfileID
+	r.Seq = a.p.Seq
+	r.Columns = a.p.Columns
+	r.Attempts = a.calls
+	r.FinishedAt = a.h.cfg.Now().UTC()
+	if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
+		return err
+	}
+	if r.Status == campaign.StatusCreated {
+		a.log.Info("enrollment url created", "status", r.Status, "attempt", a.calls,
+			"request_id", r.RequestID, "expires_at", r.ExpiresAt.Format(time.RFC3339))
+	} else {
+		a.log.Warn("profile failed", "status", r.Status, "attempt", a.calls,
+			"request_id", r.RequestID, "error_type", r.ErrorType, "error", r.ErrorMessage)
+	}
+	return nil
+}
+
+func errorType(e *client.Error, fallback string) string {
+	if e != nil && e.Type != "" {
+		return e.Type
+	}
+	return fallback
+}
+
+func message(e *client.Error, err error) string {
+	if e != nil && e.Message != "" {
+		return e.Message
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

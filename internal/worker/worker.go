@@ -1,0 +1,226 @@
+// Package worker runs enrollq's task handler in an asynq server. The same
+// Worker serves a fleet (cmd/worker, any number of processes on one Redis)
+// and local mode (cmd/enqueue with an embedded Redis): one handler, two
+// ways to run.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/logging"
+	"github.com/enrollq/enrollq/internal/ratelimit"
+	"github.com/enrollq/enrollq/internal/tasks"
+)
+
+// Defaults for Config.
+const (
+	DefaultQueue           = "enrollq"
+	DefaultConcurrency     = 10
+	DefaultRate            = 10
+	DefaultBurst           = 1
+	DefaultShutdownTimeout = 25 * time.Second
+)
+
+// Config configures a Worker.
+type Config struct {
+	// Redis is the queue's server. Required.
+	Redis redis.UniversalClient
+
+	// Queue is the asynq queue to serve. Default DefaultQueue.
+	Queue string
+
+	// Concurrency is how many tasks run at once. Default
+	// DefaultConcurrency.
+	Concurrency int
+
+	// Rate is API calls a second and Burst the calls allowed at once. With
+	// Fleet, Rate is the budget of every worker together. Rate <= 0 turns
+	// the limit off. Default DefaultRate, DefaultBurst.
+	Rate  float64
+	Burst int
+
+	// Fleet shares the rate limit and 429 cool-downs through Redis. Off,
+	// the limit is this process's alone (local mode).
+	Fleet bool
+
+	// Client configures the API client. Its APIKey is required unless
+	// Caller is set.
+	Client client.Config
+
+	// Caller replaces the API client (tests).
+	Caller tasks.Caller
+
+	// ShutdownTimeout is how long in-flight tasks get to finish on stop;
+	// past it, they go back to the queue. It must exceed Client.Timeout.
+	// Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+
+	// Handler tunes the task handler; its Caller, Store, Limiter and
+	// Pauser are filled in by New.
+	Handler tasks.HandlerConfig
+
+	// Logger receives the worker's and asynq's logs. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queue == "" {
+		c.Queue = DefaultQueue
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Burst <= 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Client.Timeout <= 0 {
+		c.Client.Timeout = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Redis == nil:
+		return errors.New("worker: Redis is required")
+	case c.Client.Timeout >= c.ShutdownTimeout:
+		return fmt.Errorf("--timeout %s must be shorter than --shutdown-timeout %s", c.Client.Timeout, c.ShutdownTimeout)
+	case c.Client.Timeout >= tasks.TaskTimeout:
+		return fmt.Errorf("--timeout %s must be shorter than the task timeout %s", c.Client.Timeout, tasks.TaskTimeout)
+	}
+	return nil
+}
+
+// Worker is a running asynq server with the enrollq handler.
+type Worker struct {
+	cfg       Config
+	srv       *asynq.Server
+	inspector *asynq.Inspector
+	handler   *tasks.Handler
+}
+
+// New builds a Worker; Start runs it.
+func New(cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+
+	caller := cfg.Caller
+	if caller == nil {
+		c, err := client.New(cfg.Client)
+		if err != nil {
+			return nil, err
+		}
+		caller = c
+	}
+
+	limiter, observer, err := newLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	inspector := asynq.NewInspectorFromRedisClient(cfg.Redis)
+	hc := cfg.Handler
+	hc.Caller = caller
+	hc.Store = campaign.NewStore(cfg.Redis, 0)
+	hc.Limiter = limiter
+	hc.Observe = observer
+	hc.Pauser = inspector
+	hc.Logger = cfg.Logger
+	h, err := tasks.NewHandler(hc)
+	if err != nil {
+		return nil, err
+	}
+
+	backoff := tasks.Backoff{Base: hc.Backoff.Base, Max: hc.Backoff.Max}
+	if backoff.Base <= 0 {
+		backoff = tasks.Backoff{Base: tasks.DefaultBackoffBase, Max: tasks.DefaultBackoffMax}
+	}
+	srv := asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   map[string]int{cfg.Queue: 1},
+		IsFailure:                tasks.IsFailure,
+		RetryDelayFunc:           tasks.RetryDelay(backoff),
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		Logger:                   logging.Asynq{L: cfg.Logger},
+		LogLevel:                 asynq.WarnLevel,
+		TaskCheckInterval:        100 * time.Millisecond,
+		DelayedTaskCheckInterval: time.Second,
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				cfg.Logger.Warn("redis health check failed; asynq keeps retrying", "error", err)
+			}
+		},
+	})
+	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h}, nil
+}
+
+func newLimiter(cfg Config) (tasks.Limiter, tasks.Observer, error) {
+	if !cfg.Fleet {
+		l := ratelimit.NewCooldown(ratelimit.NewLocal(cfg.Rate, cfg.Burst))
+		return l, l, nil
+	}
+	if cfg.Rate <= 0 {
+		l := ratelimit.NewCooldown(ratelimit.NewLocal(0, 1))
+		return l, l, nil
+	}
+	f, err := ratelimit.NewFleet(ratelimit.FleetConfig{
+		Redis: cfg.Redis, Rate: cfg.Rate, Burst: cfg.Burst,
+		APIKey: cfg.Client.APIKey, Endpoint: string(cfg.Client.Endpoint),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f, nil
+}
+
+// Start begins processing in the background.
+func (w *Worker) Start() error {
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeEnrollmentURL, w.handler)
+	if err := w.srv.Start(mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	w.cfg.Logger.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency,
+		"rate", w.cfg.Rate, "burst", w.cfg.Burst, "fleet_limit", w.cfg.Fleet)
+	return nil
+}
+
+// Shutdown stops taking tasks, gives in-flight ones ShutdownTimeout to
+// finish and puts the rest back in the queue.
+func (w *Worker) Shutdown() {
+	w.srv.Shutdown()
+	w.inspector.Close()
+	w.cfg.Logger.Info("worker stopped", "queue", w.cfg.Queue)
+}
+
+// Run starts a Worker and stops it when ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	w, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Shutdown()
+	return nil
+}
