@@ -47,10 +47,8 @@ type config struct {
 	sbRate    float64
 	sbBurst   int
 
-	api        client.Config
-	apiKeyFile string
-	betas      string
-	endpoint   string
+	apiFlags client.Flags
+	api      client.Config
 
 	logLevel string
 }
@@ -89,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.sbRate, "sandbox-rate", 0, "with --sandbox: the stand-in's own rate limit (0: none)")
 	fs.IntVar(&c.sbBurst, "sandbox-burst", 0, "with --sandbox: the stand-in's burst")
 
-	registerAPIFlags(fs, &c)
+	c.apiFlags.Register(fs)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
 
 	if err := fs.Parse(args); err != nil {
@@ -99,18 +97,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return c, c.validate()
-}
-
-// registerAPIFlags binds the API settings. The key is never a flag: it
-// comes from ANTHROPIC_API_KEY or --api-key-file.
-func registerAPIFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.api.BaseURL, "base-url", envOr("ANTHROPIC_BASE_URL", client.DefaultBaseURL), "API base URL (env ANTHROPIC_BASE_URL)")
-	fs.StringVar(&c.apiKeyFile, "api-key-file", "", "read the API key from this file instead of ANTHROPIC_API_KEY")
-	fs.StringVar(&c.api.Version, "api-version", client.DefaultVersion, "anthropic-version header")
-	fs.StringVar(&c.betas, "beta", client.DefaultBeta, "anthropic-beta header, comma separated")
-	fs.StringVar(&c.api.WorkspaceID, "workspace-id", os.Getenv("ANTHROPIC_WORKSPACE_ID"), "anthropic-workspace-id header (env ANTHROPIC_WORKSPACE_ID)")
-	fs.DurationVar(&c.api.Timeout, "timeout", 20*time.Second, "deadline of one API call")
-	fs.StringVar(&c.endpoint, "endpoint", string(client.EnrollmentURL), "enrollment_url or action_url")
 }
 
 func (c *config) validate() error {
@@ -167,41 +153,15 @@ func (c *config) validate() error {
 	return c.loadAPI(local && c.sandbox)
 }
 
-// loadAPI completes the client settings. With the in-process sandbox no
-// key is needed.
+// loadAPI completes the client settings. The in-process sandbox needs no
+// key, nor do the commands that only touch Redis.
 func (c *config) loadAPI(sandboxed bool) error {
-	c.api.Endpoint = client.Endpoint(c.endpoint)
-	if c.api.Endpoint != client.EnrollmentURL && c.api.Endpoint != client.ActionURL {
-		return usageError{fmt.Errorf("--endpoint %q: use enrollment_url or action_url", c.endpoint)}
-	}
-	c.api.Betas = splitList(c.betas)
-	if sandboxed {
-		return nil
-	}
-	key, err := loadAPIKey(c.apiKeyFile)
-	if err != nil {
-		return err
-	}
-	c.api.APIKey = key
-	if key == "" && c.redisURL == "" && !c.resume {
-		return usageError{errors.New("no API key: set ANTHROPIC_API_KEY or --api-key-file, or try it with --sandbox")}
+	var err error
+	withoutKey := sandboxed || c.redisURL != ""
+	if c.api, err = c.apiFlags.Config(withoutKey); err != nil {
+		return usageError{err}
 	}
 	return nil
-}
-
-func loadAPIKey(path string) (string, error) {
-	if path == "" {
-		return strings.TrimSpace(os.Getenv("ANTHROPIC_API_KEY")), nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--api-key-file: %w", err)
-	}
-	key := strings.TrimSpace(string(b))
-	if key == "" {
-		return "", fmt.Errorf("--api-key-file %s: empty", path)
-	}
-	return key, nil
 }
 
 var nonName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -221,23 +181,6 @@ func defaultCampaign(path string, now time.Time) string {
 		base = base[:100]
 	}
 	return base + "-" + now.UTC().Format("2006-01-02")
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // usageError is a mistake in the command line: exit code 2.

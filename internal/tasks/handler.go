@@ -281,7 +281,7 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		if delay <= 0 {
 			delay = cfg.Backoff.Delay(int(a.calls))
 		}
-		a.log.Info("rate limited", "attempt", a.calls, "retry_in", delay, "request_id", requestID)
+		a.log.Info("rate limited", "attempt", a.calls, "retry_in", delay.String(), "request_id", requestID)
 		return &waitError{delay: delay, err: callErr}
 
 	case Pause:
@@ -298,7 +298,7 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
 	}
 	delay := cfg.Backoff.Delay(a.retried)
-	a.log.Warn("call failed, will retry", "attempt", a.calls, "retry_in", delay,
+	a.log.Warn("call failed, will retry", "attempt", a.calls, "retry_in", delay.String(),
 		"request_id", requestID, "error", callErr)
 	return &retryError{delay: delay, err: callErr}
 }

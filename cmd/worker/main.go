@@ -1,0 +1,23 @@
+// Command worker drains enrollq's queue: it mints an enrollment URL for
+// each task through the Anthropic API, within the fleet's shared rate
+// limit, and stores each result in Redis. Run any number of them against
+// one Redis.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}

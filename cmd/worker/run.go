@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/logging"
+	"github.com/enrollq/enrollq/internal/redisconn"
+	"github.com/enrollq/enrollq/internal/worker"
+)
+
+// redisRetry is how long the worker keeps trying to reach Redis at start.
+const redisRetry = time.Minute
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		cfg        worker.Config
+		redisURL   string
+		api        client.Flags
+		logLevel   string
+		localLimit bool
+	)
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis URL (env REDIS_URL); required")
+	fs.StringVar(&cfg.Queue, "queue", worker.DefaultQueue, "asynq queue to serve")
+	fs.IntVar(&cfg.Concurrency, "concurrency", worker.DefaultConcurrency, "tasks run at once")
+	fs.Float64Var(&cfg.Rate, "rate", worker.DefaultRate, "API calls per second for the whole fleet (0: no limit)")
+	fs.IntVar(&cfg.Burst, "burst", worker.DefaultBurst, "API calls allowed at once")
+	fs.BoolVar(&localLimit, "local-limit", false, "limit this process alone instead of the fleet (not for shared keys)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time in-flight calls get to finish on SIGTERM; the rest go back to the queue")
+	api.Register(fs)
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	log, err := logging.New(stderr, logLevel)
+	if err != nil {
+		return err
+	}
+	if redisURL == "" {
+		return errors.New("--redis-url (or REDIS_URL) is required; for a run without Redis use cmd/enqueue's local mode")
+	}
+	if cfg.Client, err = api.Config(false); err != nil {
+		return err
+	}
+	cfg.Fleet = !localLimit
+	cfg.Logger = log
+
+	rdb, err := openRedis(ctx, redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	redisconn.WarnEviction(ctx, rdb, log)
+	cfg.Redis = rdb
+
+	return worker.Run(ctx, cfg)
+}
+
+// openRedis keeps trying for redisRetry with backoff, so that a worker
+// started before its Redis (as in Compose) waits for it.
+func openRedis(ctx context.Context, url string, log interface {
+	Warn(string, ...any)
+}) (*redis.Client, error) {
+	delay := 500 * time.Millisecond
+	deadline := time.Now().Add(redisRetry)
+	for {
+		rdb, err := redisconn.Open(ctx, url, 5*time.Second)
+		if err == nil {
+			return rdb, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("redis not reachable yet; retrying", "error", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, err
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
