@@ -21,13 +21,12 @@ import (
 	"time"
 
 	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/source"
 )
 
-// Columns are the result columns after the passthrough ones.
-var Columns = []string{
-	"user_profile_id", "enrollment_url", "expires_at", "status",
-	"error_type", "error_message", "request_id", "attempts",
-}
+// Columns are the result columns after the passthrough ones. Row must
+// fill them in this order.
+var Columns = source.ResultColumns
 
 // Format is an output format.
 type Format string

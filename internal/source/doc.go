@@ -1,0 +1,49 @@
+// Package source reads the user profile ids a bulk job works through, one
+// record at a time, from CSV files as people export them.
+//
+// # Input
+//
+// The input is RFC 4180 CSV: fields may be quoted, quoted fields may hold
+// the separator, doubled quotes and line breaks, and lines may end in LF or
+// CRLF. A leading UTF-8 byte order mark is dropped. Blank lines are
+// skipped, and so are rows whose every field is empty (",,,"), whatever
+// their field count.
+//
+// The first row is the header. One of its cells must name the id column
+// ([DefaultIDColumn] unless [CSVConfig.IDColumn] says otherwise); the match
+// ignores case and surrounding spaces. Every other column passes through
+// with its values unchanged: quotes, commas, line breaks and spaces inside
+// a value come out as they went in, except that a line break inside a
+// quoted value reads as "\n" whether the file has LF or CRLF there (as
+// encoding/csv reads it). Only the id cell is trimmed of spaces and tabs.
+//
+// # Column names
+//
+// Passthrough columns get names safe to use as output headers: lowercase,
+// every run of characters other than a-z and 0-9 turned into one "_",
+// leading and trailing "_" dropped, so "First Name" and " first-name "
+// both become "first_name". A header cell that leaves nothing becomes
+// "column_N", N being its 1-based position. A name that the bulk job's
+// own output also uses (user_profile_id, enrollment_url, expires_at,
+// status, error_type, error_message, request_id, attempts) is prefixed
+// "input_", so a passthrough column "Status" comes out as "input_status".
+// Two columns that end up with the same name are an error naming both.
+//
+// # Errors and line numbers
+//
+// Lines are counted from 1, the header's first line included, and a record
+// is reported at the line it starts on, so the line numbers match what an
+// editor shows. A fault in the file's structure (bad quoting, a field
+// count that differs from the header's, a record longer than
+// [CSVConfig.MaxRecordBytes]) is a [*LineError] and ends the read: the
+// file needs fixing before any of it is trusted. An id that is present but
+// malformed is not a structural fault; [Screen] reports it, record by
+// record, with the reason [uprof.Validate] gives.
+//
+// # Screening
+//
+// [Screen] sorts each record into [Valid], [Invalid] or [Repeat] (an id
+// seen earlier in the same file), keeping 16 bytes of hash per distinct id
+// rather than the ids themselves. [Summary] counts the verdicts and keeps
+// the first [MaxProblems] problems for the report.
+package source

@@ -1,0 +1,169 @@
+package source
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+var columnPattern = regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+
+// FuzzCSV reads arbitrary input, with the default record limit or a tiny
+// one, and checks what holds for every input: no panic; unique column
+// names; records in line order, each as wide as the header; the meter and
+// the parser agree on where each record starts; errors from Next are
+// *LineError and stay; Read == Valid + Invalid + Repeats; the same result
+// whether the input arrives whole or in pieces. When the whole file reads,
+// the records are compared with what encoding/csv itself makes of it.
+func FuzzCSV(f *testing.F) {
+	for _, name := range goldenInputs {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(0))
+		f.Add(b, uint8(40))
+	}
+	f.Add([]byte("user_profile_id,a\r\n\r\n\"x\r\ny\",1\n,\n"), uint8(0))
+	f.Add([]byte("\uFEFF\"User_Profile_ID\";b\n\r\r\n uprof_a ;\"\"\"\"\n"), uint8(0))
+	f.Add([]byte("user_profile_id,a\nuprof_a,\"never closed\n\n\nuprof_b,2\n"), uint8(16))
+	f.Add([]byte("user_profile_id,Status,status\n"), uint8(0))
+
+	f.Fuzz(func(t *testing.T, data []byte, limit uint8) {
+		cfg := CSVConfig{MaxRecordBytes: int(limit)}
+		got := fuzzRead(t, bytes.NewReader(data), cfg)
+
+		// How the input arrives must not change what is read.
+		for _, r := range []io.Reader{
+			iotest.OneByteReader(bytes.NewReader(data)),
+			iotest.HalfReader(bytes.NewReader(data)),
+		} {
+			if again := fuzzRead(t, r, cfg); !reflect.DeepEqual(again, got) {
+				t.Fatalf("read in one go:\n%+v\nread in pieces:\n%+v", got, again)
+			}
+		}
+
+		if got.err == "" && limit == 0 {
+			compareWithCSV(t, data, got.idIndex, got.records)
+		}
+	})
+}
+
+// fuzzRun is what fuzzRead makes of an input.
+type fuzzRun struct {
+	columns []string
+	idIndex int
+	records []Record
+	err     string // the error that ended the read, or ""
+}
+
+// fuzzRead reads and screens r to the end, failing t where an invariant
+// breaks.
+func fuzzRead(t *testing.T, r io.Reader, cfg CSVConfig) fuzzRun {
+	t.Helper()
+	c, err := NewCSV(r, cfg)
+	if err != nil {
+		return fuzzRun{err: err.Error()}
+	}
+
+	run := fuzzRun{columns: c.Columns(), idIndex: c.idIndex}
+	seen := map[string]bool{}
+	for _, name := range run.columns {
+		if !columnPattern.MatchString(name) || seen[name] {
+			t.Fatalf("columns %q: %q is not a unique [a-z0-9_] name", run.columns, name)
+		}
+		seen[name] = true
+	}
+
+	var screen Screen
+	var sum Summary
+	for {
+		rec, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var le *LineError
+			if !errors.As(err, &le) || le.Line < 1 {
+				t.Fatalf("got error %T %v, want a *LineError with a line", err, err)
+			}
+			if _, again := c.Next(); again != err {
+				t.Fatalf("Next after %v returned %v, want the same error", err, again)
+			}
+			run.err = err.Error()
+			return run
+		}
+
+		if rec.Line != c.meter.line {
+			t.Fatalf("record at line %d, but the meter saw it start at line %d", rec.Line, c.meter.line)
+		}
+		if n := len(run.records); n > 0 && rec.Line <= run.records[n-1].Line {
+			t.Fatalf("record at line %d follows one at line %d", rec.Line, run.records[n-1].Line)
+		}
+		if len(rec.Values) != len(run.columns) {
+			t.Fatalf("line %d: %d values for %d columns", rec.Line, len(rec.Values), len(run.columns))
+		}
+		if rec.ID != strings.Trim(rec.ID, " \t") {
+			t.Fatalf("line %d: id %q is not trimmed", rec.Line, rec.ID)
+		}
+		v, reason, first := screen.Check(rec)
+		if (v == Invalid) != (reason != nil) || (v == Repeat) != (first > 0) || first >= rec.Line {
+			t.Fatalf("line %d: Check(%q) = %v, %v, %d", rec.Line, rec.ID, v, reason, first)
+		}
+		sum.Add(rec, v, reason, first)
+		run.records = append(run.records, rec)
+	}
+
+	if sum.Read != len(run.records) || sum.Read != sum.Valid+sum.Invalid+sum.Repeats {
+		t.Fatalf("%d records, summary %d read = %d valid + %d invalid + %d repeats",
+			len(run.records), sum.Read, sum.Valid, sum.Invalid, sum.Repeats)
+	}
+	return run
+}
+
+// compareWithCSV checks records against encoding/csv's own reading of data:
+// the same rows, less the header and the rows with no text, at the same
+// lines, with the id from column idIndex and the other cells unchanged.
+func compareWithCSV(t *testing.T, data []byte, idIndex int, records []Record) {
+	t.Helper()
+	r := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(data, bom)))
+	r.FieldsPerRecord = -1
+	header := true
+	var want []Record
+	for {
+		fields, err := r.Read()
+		if err != nil {
+			break
+		}
+		if !slices.ContainsFunc(fields, func(f string) bool { return f != "" }) {
+			continue
+		}
+		if header {
+			header = false
+			continue
+		}
+		line, _ := r.FieldPos(0)
+		id := strings.Trim(fields[idIndex], " \t")
+		want = append(want, Record{Line: line, ID: id, Values: slices.Delete(fields, idIndex, idIndex+1)})
+	}
+
+	if len(records) != len(want) {
+		t.Fatalf("read %d records, encoding/csv reads %d", len(records), len(want))
+	}
+	for i, rec := range records {
+		w := want[i]
+		if rec.Line != w.Line || rec.ID != w.ID || !slices.Equal(rec.Values, w.Values) {
+			t.Fatalf("record %d: got line %d id %q values %q, encoding/csv gives line %d id %q values %q",
+				i, rec.Line, rec.ID, rec.Values, w.Line, w.ID, w.Values)
+		}
+	}
+}
