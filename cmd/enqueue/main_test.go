@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/redistest"
+	"github.com/enrollq/enrollq/internal/sandbox"
+	"github.com/enrollq/enrollq/internal/worker"
+)
+
+const testdata = "../../internal/source/testdata/"
+
+type result struct {
+	out, errOut string
+	err         error
+}
+
+func runCmd(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
+	return result{stdout.String(), stderr.String(), err}
+}
+
+func readCSV(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var out []map[string]string
+	for _, row := range rows[1:] {
+		m := map[string]string{}
+		for i, h := range rows[0] {
+			m[h] = row[i]
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// checkCreated asserts a row holds a live URL.
+func checkCreated(t *testing.T, row map[string]string) {
+	t.Helper()
+	if row["status"] != "created" {
+		t.Errorf("%s: status %q, want created (%s)", row["user_profile_id"], row["status"], row["error_message"])
+	}
+	if !strings.HasPrefix(row["enrollment_url"], "https://") {
+		t.Errorf("%s: enrollment_url %q is not https", row["user_profile_id"], row["enrollment_url"])
+	}
+	exp, err := time.Parse(time.RFC3339, row["expires_at"])
+	if err != nil || !exp.After(time.Now()) {
+		t.Errorf("%s: expires_at %q is not a future RFC 3339 time", row["user_profile_id"], row["expires_at"])
+	}
+	if !strings.HasPrefix(row["request_id"], "req_") {
+		t.Errorf("%s: request_id %q", row["user_profile_id"], row["request_id"])
+	}
+}
+
+func TestLocalModeCleanFile(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--sandbox", "--csv", testdata+"profiles-25.csv", "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", st.Mode().Perm())
+	}
+	input := readCSV(t, testdata+"profiles-25.csv")
+	rows := readCSV(t, out)
+	if len(rows) != 25 {
+		t.Fatalf("rows = %d, want 25", len(rows))
+	}
+	for i, row := range rows {
+		checkCreated(t, row)
+		for _, col := range []string{"user_profile_id", "email", "first_name", "locale"} {
+			if row[col] != input[i][col] {
+				t.Errorf("row %d %s = %q, want %q", i, col, row[col], input[i][col])
+			}
+		}
+	}
+	for _, want := range []string{"rows read         25", "enqueued          25", "25 created, 0 failed"} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, res.out)
+		}
+	}
+}
+
+func TestLocalModeMessyFile(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "m.csv")
+	res := runCmd(t, "--sandbox", "--csv", testdata+"profiles-messy.csv", "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	for _, want := range []string{
+		`line 6: repeat of line 2 ("uprof_01Hq3T9cVbW2mXy7LpZ4sQ8e")`,
+		`line 8: invalid id ""`,
+		`line 9: invalid id "uprof_"`,
+		`line 10: invalid id "../../v1/messages"`,
+		`line 11: invalid id "uprof_01Ab/../../x"`,
+		`line 12: invalid id "UPROF_01Gg4Hh5Jj6Kk7Ll8Mm9Nn0P"`,
+		"rows read         11", "enqueued          5", "repeats           1", "invalid           5",
+	} {
+		if !strings.Contains(res.out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, res.out)
+		}
+	}
+
+	rows := readCSV(t, out)
+	wantIDs := []string{
+		"uprof_01Hq3T9cVbW2mXy7LpZ4sQ8e", "uprof_01Rk8sPq2ZtYv6Nw3Lm9Xc4B", "uprof_01Zt5Yq8Wn2Kc7Vb3Xm6Lp9R",
+		"uprof_01Qw2Er3Ty4Ui5Op6As7Df8G", "uprof_01Po9Iu8Yt7Re6Wq5Az4Sx3D",
+	}
+	if len(rows) != len(wantIDs) {
+		t.Fatalf("rows = %d, want %d", len(rows), len(wantIDs))
+	}
+	for i, row := range rows {
+		checkCreated(t, row)
+		if row["user_profile_id"] != wantIDs[i] {
+			t.Errorf("row %d id = %q, want %q", i, row["user_profile_id"], wantIDs[i])
+		}
+	}
+	if got := rows[1]["notes"]; got != "line one\nline two of the same note" {
+		t.Errorf("two-line note = %q", got)
+	}
+	if got := rows[3]["notes"]; got != `quoted "nickname" inside` {
+		t.Errorf("quoted note = %q", got)
+	}
+	if got := rows[4]["email"]; got != "søren.dahl@example.net" {
+		t.Errorf("unicode email = %q", got)
+	}
+	raw, _ := os.ReadFile(out)
+	if !bytes.Contains(raw, []byte("\"line one\r\nline two of the same note\"")) {
+		t.Error("the two-line note does not come out as the input had it (CRLF inside quotes)")
+	}
+	if bytes.HasPrefix(raw, []byte("\uFEFF")) {
+		t.Error("output starts with a BOM")
+	}
+}
+
+func TestLocalModeWithFaults(t *testing.T) {
+	t.Parallel()
+	in := writeProfiles(t, 150)
+	out := filepath.Join(t.TempDir(), "r.jsonl")
+	res := runCmd(t, "--sandbox", "--sandbox-fail", "500=0.05,529=0.05,429=0.05,reset=0.02",
+		"--rate", "0", "--workers", "20", "--csv", in, "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 150 {
+		t.Fatalf("jsonl lines = %d, want 150", len(lines))
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"status":"created"`) {
+			t.Errorf("not created: %s", l)
+		}
+	}
+}
+
+func TestLocalModePermanentFailuresExitNonZero(t *testing.T) {
+	t.Parallel()
+	in := writeProfiles(t, 40)
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--sandbox", "--sandbox-fail", "400=0.5", "--rate", "0", "--csv", in, "--out", out)
+	var failed errSomeFailed
+	if !errors.As(res.err, &failed) || failed.n == 0 {
+		t.Fatalf("err = %v, want some profiles failed", res.err)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 40 {
+		t.Fatalf("rows = %d, want 40: failures are in the results too", len(rows))
+	}
+	var nFailed int64
+	for _, r := range rows {
+		if r["status"] == "failed" {
+			nFailed++
+			if r["error_type"] != "invalid_request_error" || !strings.HasPrefix(r["request_id"], "req_") || r["attempts"] != "1" {
+				t.Errorf("failed row = %v", r)
+			}
+		}
+	}
+	if nFailed != failed.n {
+		t.Errorf("failed rows = %d, summary says %d", nFailed, failed.n)
+	}
+}
+
+func TestBrokenFileEnqueuesNothing(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	rdbURL := redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+	name := redistest.Name(t)
+	in := filepath.Join(t.TempDir(), "bad.csv")
+	content := "user_profile_id,email\nuprof_a1,a@example.com\nuprof_b2,b@example.com\nuprof_c3,c@example.com,extra\n"
+	if err := os.WriteFile(in, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCmd(t, "--redis-url", rdbURL, "--queue", name, "--campaign", name, "--csv", in)
+	if res.err == nil || !strings.Contains(res.err.Error(), "line 4") || !strings.Contains(res.err.Error(), "nothing was enqueued") {
+		t.Fatalf("err = %v, want one naming line 4 and saying nothing was enqueued", res.err)
+	}
+	prog, err := campaign.NewStore(rdb, 0).Progress(context.Background(), name)
+	if err != nil || prog.Total != 0 {
+		t.Errorf("campaign total = %d (%v), want 0", prog.Total, err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--csv is required"},
+		{[]string{"--csv", "x.csv", "--out", "r.txt", "--sandbox"}, "--out"},
+		{[]string{"--csv", "x.csv", "--wait", "--sandbox"}, "--wait"},
+		{[]string{"--csv", "x.csv", "--campaign", "a b", "--sandbox"}, "--campaign"},
+		{[]string{"--csv", "x.csv", "--sandbox", "--sandbox-fail", "500=2"}, "--sandbox-fail"},
+		{[]string{"--csv", "x.csv", "--sandbox", "--endpoint", "nope"}, "--endpoint"},
+		{[]string{"--retry-failed"}, "--retry-failed needs --campaign"},
+	}
+	for _, tt := range tests {
+		res := runCmd(t, tt.args...)
+		var u usageError
+		if !errors.As(res.err, &u) || !strings.Contains(res.err.Error(), tt.want) {
+			t.Errorf("%v: err = %v, want a usage error naming %q", tt.args, res.err, tt.want)
+		}
+		if exitCode(res.err) != 2 {
+			t.Errorf("%v: exit code %d, want 2", tt.args, exitCode(res.err))
+		}
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	t.Parallel()
+	in := writeProfiles(t, 1)
+	res := runCmd(t, "--redis-url", "redis://:s3cret@127.0.0.1:1/0", "--csv", in)
+	if res.err == nil || !strings.Contains(res.err.Error(), "127.0.0.1:1") {
+		t.Fatalf("err = %v, want one naming the address", res.err)
+	}
+	if strings.Contains(res.err.Error(), "s3cret") {
+		t.Errorf("the error shows the password: %v", res.err)
+	}
+}
+
+// TestFleetMode runs two workers and the producer against REDIS_URL (or a
+// miniredis), then runs the same campaign again: no API call, no new row.
+func TestFleetMode(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	sb, err := sandbox.New(sandbox.Config{Keys: []string{"fleet-key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var workers []*worker.Worker
+	for range 2 {
+		w, err := worker.New(worker.Config{
+			Redis: rdb, Queue: name, Concurrency: 8, Rate: 0, Fleet: true, Logger: quiet,
+			Client: client.Config{APIKey: "fleet-key", BaseURL: api.URL, Timeout: 5 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		workers = append(workers, w)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { workers[0].Shutdown(); workers[1].Shutdown() }) }
+	t.Cleanup(stop)
+
+	url := redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+	in := writeProfiles(t, 300)
+	out := filepath.Join(t.TempDir(), "fleet.csv")
+	res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait", "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 300 {
+		t.Fatalf("rows = %d, want 300", len(rows))
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		checkCreated(t, r)
+		if seen[r["user_profile_id"]] {
+			t.Errorf("two rows for %s", r["user_profile_id"])
+		}
+		seen[r["user_profile_id"]] = true
+	}
+	if got := sb.Stats().Requests; got != 300 {
+		t.Errorf("API calls = %d, want 300", got)
+	}
+
+	res = runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait", "--out", out)
+	if res.err != nil {
+		t.Fatalf("second run: %v\n%s", res.err, res.out)
+	}
+	if !strings.Contains(res.out, "already enqueued  300") {
+		t.Errorf("second run summary:\n%s", res.out)
+	}
+	if got := sb.Stats().Requests; got != 300 {
+		t.Errorf("API calls after the second run = %d, want still 300", got)
+	}
+	if rows := readCSV(t, out); len(rows) != 300 {
+		t.Errorf("rows after the second run = %d, want 300", len(rows))
+	}
+
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	defer insp.Close()
+	stop()
+	insp.DeleteQueue(name, true)
+}
+
+func redisURLOf(t *testing.T, addr string, db int) string {
+	t.Helper()
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("redis://%s/%d", addr, db)
+}
+
+// writeProfiles writes a CSV of n well-formed, distinct profiles.
+func writeProfiles(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("user_profile_id,email,first_name\n")
+	for i := range n {
+		fmt.Fprintf(&b, "uprof_01T%023d,user.%d@example.com,Name %d\n", i, i, i)
+	}
+	path := filepath.Join(t.TempDir(), "profiles.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,344 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/redistest"
+)
+
+// fakeCaller answers Create from a script, one answer per call.
+type fakeCaller struct {
+	mu      sync.Mutex
+	answers []error // nil = success
+	calls   int
+}
+
+func (f *fakeCaller) Create(_ context.Context, id string) (client.Link, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	var err error
+	if len(f.answers) > 0 {
+		err, f.answers = f.answers[0], f.answers[1:]
+	}
+	if err != nil {
+		return client.Link{}, err
+	}
+	return client.Link{
+		URL:       client.Secret("https://platform.claude.com/user-profiles/enrollment/tok_" + id),
+		ExpiresAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+		RequestID: "req_ok",
+	}, nil
+}
+
+type nopLimiter struct{}
+
+func (nopLimiter) Wait(ctx context.Context) error { return ctx.Err() }
+
+type blockedLimiter struct{}
+
+func (blockedLimiter) Wait(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type fakePauser struct {
+	mu     sync.Mutex
+	paused []string
+}
+
+func (p *fakePauser) PauseQueue(q string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = append(p.paused, q)
+	return nil
+}
+
+type bundle struct {
+	caller   *fakeCaller
+	pauser   *fakePauser
+	store    *campaign.Store
+	handler  *Handler
+	campaign string
+}
+
+func setup(t *testing.T, answers ...error) *bundle {
+	t.Helper()
+	b := &bundle{
+		caller:   &fakeCaller{answers: answers},
+		pauser:   &fakePauser{},
+		store:    campaign.NewStore(redistest.New(t), time.Hour),
+		campaign: redistest.Name(t),
+	}
+	h, err := NewHandler(HandlerConfig{
+		Caller: b.caller, Store: b.store, Limiter: nopLimiter{}, Pauser: b.pauser,
+		MaxLimiterWait: 50 * time.Millisecond,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.handler = h
+	return b
+}
+
+const testID = "uprof_01Hq3T9cVbW2mXy7LpZ4sQ8e"
+
+// run runs one attempt as asynq would on its retried-th retry.
+func (b *bundle) run(t *testing.T, ctx context.Context, retried int, p Payload) error {
+	t.Helper()
+	if p.Campaign == "" {
+		p.Campaign = b.campaign
+	}
+	if p.ProfileID == "" {
+		p.ProfileID = testID
+	}
+	p.Version = PayloadVersion
+	a := &attempt{h: b.handler, log: b.handler.cfg.Logger, p: p, retried: retried,
+		queue: "q-" + b.campaign, maxRetry: DefaultMaxRetry}
+	return a.do(ctx)
+}
+
+func (b *bundle) result(t *testing.T) (campaign.Result, bool) {
+	t.Helper()
+	r, ok, err := b.store.Get(context.Background(), b.campaign, testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ok
+}
+
+func TestHandlerSuccess(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.run(t, context.Background(), 0, Payload{Seq: 7, Columns: map[string]string{"email": "a@example.com"}})
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	r, ok := b.result(t)
+	if !ok {
+		t.Fatal("no result stored")
+	}
+	if r.Status != campaign.StatusCreated || r.URL != "https://platform.claude.com/user-profiles/enrollment/tok_"+testID ||
+		r.RequestID != "req_ok" || r.Attempts != 1 || r.Seq != 7 || r.Columns["email"] != "a@example.com" {
+		t.Errorf("result = %+v", r)
+	}
+
+	// At-least-once delivery: a second run makes no call and keeps the row.
+	if err := b.run(t, context.Background(), 0, Payload{}); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if b.caller.calls != 1 {
+		t.Errorf("calls = %d, want 1", b.caller.calls)
+	}
+}
+
+func TestHandlerPermanent(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{400, 404, 413} {
+		b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: status, Type: "invalid_request_error",
+			Message: "bad", RequestID: "req_perm"})
+		err := b.run(t, context.Background(), 0, Payload{})
+		if !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("%d: err = %v, want SkipRetry", status, err)
+		}
+		r, ok := b.result(t)
+		if !ok || r.Status != campaign.StatusFailed || r.ErrorType != "invalid_request_error" ||
+			r.ErrorMessage != "bad" || r.RequestID != "req_perm" || r.Attempts != 1 {
+			t.Errorf("%d: result = %+v, %v", status, r, ok)
+		}
+	}
+}
+
+func TestHandlerRateLimited(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error",
+		RetryAfter: 3 * time.Second, HasRetryAfter: true})
+	err := b.run(t, context.Background(), 0, Payload{})
+	if IsFailure(err) {
+		t.Errorf("IsFailure(%v) = true, want false for a rate limit", err)
+	}
+	if d := RetryDelay(Backoff{Base: time.Hour, Max: time.Hour})(0, err, nil); d != 3*time.Second {
+		t.Errorf("retry delay = %v, want 3s", d)
+	}
+	if _, ok := b.result(t); ok {
+		t.Error("a rate-limited profile got a result")
+	}
+}
+
+func TestHandlerTransient(t *testing.T) {
+	t.Parallel()
+	fault := &client.Error{Kind: client.KindAPI, StatusCode: 529, Type: "overloaded_error", RequestID: "req_t"}
+
+	b := setup(t, fault)
+	err := b.run(t, context.Background(), 0, Payload{})
+	var r *retryError
+	if !errors.As(err, &r) || !IsFailure(err) || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want a counted retry", err)
+	}
+	if r.delay < DefaultBackoffBase || r.delay > 2*DefaultBackoffBase {
+		t.Errorf("first retry delay = %v, want within [1s, 2s]", r.delay)
+	}
+	if _, ok := b.result(t); ok {
+		t.Error("a retried profile got a result")
+	}
+
+	// The last counted attempt records the failure.
+	b = setup(t, fault)
+	err = b.run(t, context.Background(), DefaultMaxRetry, Payload{})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want SkipRetry after the budget", err)
+	}
+	res, ok := b.result(t)
+	if !ok || res.Status != campaign.StatusFailed || res.ErrorType != "overloaded_error" || res.RequestID != "req_t" {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+func TestHandlerMalformedIsBounded(t *testing.T) {
+	t.Parallel()
+	bad := &client.Error{Kind: client.KindMalformed, StatusCode: 200, Message: "200 without url"}
+	b := setup(t, bad)
+	if err := b.run(t, context.Background(), 0, Payload{}); !IsFailure(err) || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("first malformed: err = %v, want a counted retry", err)
+	}
+	b = setup(t, bad)
+	err := b.run(t, context.Background(), DefaultMaxMalformed-1, Payload{})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("last malformed: err = %v, want SkipRetry", err)
+	}
+	if r, _ := b.result(t); r.ErrorType != "malformed_response" || r.ErrorMessage != "200 without url" {
+		t.Errorf("result = %+v", r)
+	}
+}
+
+func TestHandlerPausesOnAccountFaults(t *testing.T) {
+	t.Parallel()
+	for _, e := range []*client.Error{
+		{Kind: client.KindAPI, StatusCode: 401, Type: "authentication_error"},
+		{Kind: client.KindAPI, StatusCode: 402, Type: "billing_error"},
+		{Kind: client.KindAPI, StatusCode: 403, Type: "permission_error"},
+		{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error", Code: "enforced_spend_limit_reached"},
+	} {
+		b := setup(t, e)
+		err := b.run(t, context.Background(), 0, Payload{})
+		if IsFailure(err) {
+			t.Errorf("%d: IsFailure = true, want false: the task must keep its retries", e.StatusCode)
+		}
+		if len(b.pauser.paused) != 1 || b.pauser.paused[0] != "q-"+b.campaign {
+			t.Errorf("%d: paused = %v, want [q-%s]", e.StatusCode, b.pauser.paused, b.campaign)
+		}
+		if _, ok := b.result(t); ok {
+			t.Errorf("%d: an account fault recorded a result", e.StatusCode)
+		}
+	}
+}
+
+func TestHandlerMaxCallsBoundsWaits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error"})
+	for range DefaultMaxCalls - 1 {
+		if _, err := b.store.CountCall(context.Background(), b.campaign, testID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := b.run(t, context.Background(), 0, Payload{})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want SkipRetry once MaxCalls is reached", err)
+	}
+	if r, _ := b.result(t); r.Status != campaign.StatusFailed || r.Attempts != DefaultMaxCalls {
+		t.Errorf("result = %+v, want failed after %d calls", r, DefaultMaxCalls)
+	}
+}
+
+func TestHandlerDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.run(t, context.Background(), 0, Payload{Deadline: time.Now().Add(-time.Minute)})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want SkipRetry", err)
+	}
+	if b.caller.calls != 0 {
+		t.Errorf("calls = %d, want 0 after the deadline", b.caller.calls)
+	}
+	if r, _ := b.result(t); r.ErrorType != "campaign_deadline_passed" {
+		t.Errorf("error_type = %q, want campaign_deadline_passed", r.ErrorType)
+	}
+}
+
+func TestHandlerWritesNothingOnceContextIsDone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.run(t, ctx, 0, Payload{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if _, ok := b.result(t); ok {
+		t.Error("a result was written after the context ended")
+	}
+}
+
+func TestHandlerLimiterWaitGivesTaskBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.handler.cfg.Limiter = blockedLimiter{}
+	err := b.run(t, context.Background(), 0, Payload{})
+	if err == nil || IsFailure(err) {
+		t.Errorf("err = %v, want a wait that is not a failure", err)
+	}
+	if b.caller.calls != 0 {
+		t.Errorf("calls = %d, want 0", b.caller.calls)
+	}
+}
+
+func TestHandlerInvalidIDNeverCalls(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	err := b.run(t, context.Background(), 0, Payload{ProfileID: "../../v1/messages"})
+	if !errors.Is(err, asynq.SkipRetry) || b.caller.calls != 0 {
+		t.Errorf("err = %v, calls = %d; want SkipRetry and no call", err, b.caller.calls)
+	}
+}
+
+func TestProcessTaskBadPayload(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, payload := range []string{`{`, `{"v":99,"campaign":"c","user_profile_id":"uprof_a"}`, `{"v":1,"campaign":"../x"}`} {
+		err := b.handler.ProcessTask(context.Background(), asynq.NewTask(TypeEnrollmentURL, []byte(payload)))
+		if !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("payload %s: err = %v, want SkipRetry", payload, err)
+		}
+	}
+	if b.caller.calls != 0 {
+		t.Errorf("calls = %d, want 0", b.caller.calls)
+	}
+}
+
+func TestNewTaskRefusesWhatCannotRun(t *testing.T) {
+	t.Parallel()
+	if _, err := NewTask(Payload{Campaign: "c", ProfileID: "uprof_"}); err == nil {
+		t.Error("NewTask accepted the bare prefix")
+	}
+	if _, err := NewTask(Payload{Campaign: "a b", ProfileID: testID}); err == nil {
+		t.Error("NewTask accepted a campaign name with a space")
+	}
+	task, err := NewTask(Payload{Campaign: "c", ProfileID: testID, Columns: map[string]string{"email": "e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := DecodePayload(task.Payload())
+	if err != nil || p.ProfileID != testID || p.Columns["email"] != "e" || p.Version != PayloadVersion {
+		t.Errorf("round trip = %+v, %v", p, err)
+	}
+}
