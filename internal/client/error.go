@@ -216,7 +216,7 @@ func describeBody(resp *http.Response, raw string) string {
 func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if v := strings.TrimSpace(h.Get("retry-after-ms")); v != "" {
 		if ms, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(ms) && !math.IsInf(ms, 0) {
-			return clampWait(time.Duration(ms * float64(time.Millisecond))), true
+			return seconds(ms / 1000), true
 		}
 	}
 	v := strings.TrimSpace(h.Get("retry-after"))
@@ -224,15 +224,21 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(s) && !math.IsInf(s, 0) {
-		if s > MaxRetryAfter.Seconds() {
-			return MaxRetryAfter, true
-		}
-		return clampWait(time.Duration(s * float64(time.Second))), true
+		return seconds(s), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return clampWait(t.Sub(now)), true
 	}
 	return 0, false
+}
+
+// seconds turns a hint in seconds into a wait, capped before conversion so
+// that a huge value cannot overflow into a negative duration.
+func seconds(s float64) time.Duration {
+	if s > MaxRetryAfter.Seconds() {
+		return MaxRetryAfter
+	}
+	return clampWait(time.Duration(s * float64(time.Second)))
 }
 
 func clampWait(d time.Duration) time.Duration {

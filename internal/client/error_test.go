@@ -72,13 +72,6 @@ func TestRetryAfterHugeMilliseconds(t *testing.T) {
 			h := http.Header{}
 			h.Set("retry-after-ms", v)
 			got, hint := client.RetryAfter(h, now)
-			if got == 0 && hint {
-				// Remove this skip once the bug is fixed; the check below
-				// then guards it.
-				t.Skipf("BUG error.go:219: retry-after-ms %s overflows time.Duration "+
-					"(float64 to int64 conversion gives a negative value on amd64), "+
-					"which clampWait turns into 0 instead of MaxRetryAfter", v)
-			}
 			if got != client.MaxRetryAfter || !hint {
 				t.Errorf("RetryAfter(retry-after-ms: %s) = %v, %t, want %v, true", v, got, hint, client.MaxRetryAfter)
 			}

@@ -21,5 +21,9 @@ func (s Secret) GoString() string { return redacted }
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
 
+// MarshalJSON keeps encoding/json (and slog's JSON handler) from printing
+// the value; storage code writes Reveal() explicitly.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
 // Format keeps %v, %s, %q and %#v from printing the value.
 func (s Secret) Format(f fmt.State, _ rune) { fmt.Fprint(f, redacted) }
