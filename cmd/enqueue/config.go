@@ -28,6 +28,7 @@ type config struct {
 	redisURL string
 	queue    string
 	wait     bool
+	local    bool
 
 	resume      bool
 	retryFailed bool
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
 	fs.StringVar(&c.queue, "queue", worker.DefaultQueue, "asynq queue name")
+	fs.BoolVar(&c.local, "local", false, "run everything in-process even when REDIS_URL is set")
 	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
 	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
 	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
@@ -95,6 +97,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if c.local {
+		c.redisURL = ""
 	}
 	return c, c.validate()
 }
@@ -129,7 +134,7 @@ func (c *config) validate() error {
 	case local && c.wait:
 		return usageError{errors.New("--wait follows a fleet campaign: it needs --redis-url (local mode always runs to the end)")}
 	case !local && c.sandbox:
-		return usageError{errors.New("--sandbox serves the API in-process for local mode; with --redis-url, run cmd/sandbox and point the workers at it")}
+		return usageError{errors.New("--sandbox serves the API in-process for local mode, but a Redis URL is set (--redis-url or REDIS_URL): add --local to run in-process, or run cmd/sandbox and point the workers at it")}
 	case !local && c.out != "" && !c.wait:
 		return usageError{errors.New("--out in fleet mode needs --wait (the results exist once the workers are done)")}
 	case c.sbFail != "" && !c.sandbox:

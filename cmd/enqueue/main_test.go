@@ -84,7 +84,7 @@ func checkCreated(t *testing.T, row map[string]string) {
 func TestLocalModeCleanFile(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "r.csv")
-	res := runCmd(t, "--sandbox", "--csv", testdata+"profiles-25.csv", "--out", out)
+	res := runCmd(t, "--local", "--sandbox", "--csv", testdata+"profiles-25.csv", "--out", out)
 	if res.err != nil {
 		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
 	}
@@ -119,7 +119,7 @@ func TestLocalModeCleanFile(t *testing.T) {
 func TestLocalModeMessyFile(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "m.csv")
-	res := runCmd(t, "--sandbox", "--csv", testdata+"profiles-messy.csv", "--out", out)
+	res := runCmd(t, "--local", "--sandbox", "--csv", testdata+"profiles-messy.csv", "--out", out)
 	if res.err != nil {
 		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
 	}
@@ -173,7 +173,7 @@ func TestLocalModeWithFaults(t *testing.T) {
 	t.Parallel()
 	in := writeProfiles(t, 150)
 	out := filepath.Join(t.TempDir(), "r.jsonl")
-	res := runCmd(t, "--sandbox", "--sandbox-fail", "500=0.05,529=0.05,429=0.05,reset=0.02",
+	res := runCmd(t, "--local", "--sandbox", "--sandbox-fail", "500=0.05,529=0.05,429=0.05,reset=0.02",
 		"--rate", "0", "--workers", "20", "--csv", in, "--out", out)
 	if res.err != nil {
 		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
@@ -197,7 +197,7 @@ func TestLocalModePermanentFailuresExitNonZero(t *testing.T) {
 	t.Parallel()
 	in := writeProfiles(t, 40)
 	out := filepath.Join(t.TempDir(), "r.csv")
-	res := runCmd(t, "--sandbox", "--sandbox-fail", "400=0.5", "--rate", "0", "--csv", in, "--out", out)
+	res := runCmd(t, "--local", "--sandbox", "--sandbox-fail", "400=0.5", "--rate", "0", "--csv", in, "--out", out)
 	var failed errSomeFailed
 	if !errors.As(res.err, &failed) || failed.n == 0 {
 		t.Fatalf("err = %v, want some profiles failed", res.err)
@@ -247,11 +247,12 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{}, "--csv is required"},
-		{[]string{"--csv", "x.csv", "--out", "r.txt", "--sandbox"}, "--out"},
-		{[]string{"--csv", "x.csv", "--wait", "--sandbox"}, "--wait"},
-		{[]string{"--csv", "x.csv", "--campaign", "a b", "--sandbox"}, "--campaign"},
-		{[]string{"--csv", "x.csv", "--sandbox", "--sandbox-fail", "500=2"}, "--sandbox-fail"},
-		{[]string{"--csv", "x.csv", "--sandbox", "--endpoint", "nope"}, "--endpoint"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.txt", "--sandbox"}, "--out"},
+		{[]string{"--local", "--csv", "x.csv", "--wait", "--sandbox"}, "--wait"},
+		{[]string{"--local", "--csv", "x.csv", "--campaign", "a b", "--sandbox"}, "--campaign"},
+		{[]string{"--local", "--csv", "x.csv", "--sandbox", "--sandbox-fail", "500=2"}, "--sandbox-fail"},
+		{[]string{"--local", "--csv", "x.csv", "--sandbox", "--endpoint", "nope"}, "--endpoint"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sandbox"}, "--local"},
 		{[]string{"--retry-failed"}, "--retry-failed needs --campaign"},
 	}
 	for _, tt := range tests {
