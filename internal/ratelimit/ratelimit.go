@@ -98,12 +98,23 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		gcra: redis_rate.NewLimiter(cfg.Redis),
 		// GCRA takes a whole number of calls per period: a thousand-second
 		// period keeps a rate like 0.5 or 12.5 a second exact.
-		limit:    redis_rate.Limit{Rate: int(math.Round(cfg.Rate * 1000)), Burst: burst, Period: 1000 * time.Second},
+		limit: redis_rate.Limit{
+			Rate: int(math.Round(cfg.Rate * 1000)), Period: 1000 * time.Second,
+			Burst: burst + slack(cfg.Rate),
+		},
 		local:    NewLocal(cfg.Rate, burst),
 		key:      base + ":gcra",
 		cooldown: base + ":cooldown",
 		maxCool:  cfg.MaxCooldown,
 	}, nil
+}
+
+// slack is how many calls the shared bucket lets a late caller catch up
+// on: about 50 ms of the rate, at least one. A worker that wakes a little
+// after its slot (timer and Redis round trip) would otherwise push every
+// later slot back, and the fleet would run a few percent under its rate.
+func slack(perSecond float64) int {
+	return max(1, int(math.Ceil(perSecond*0.05)))
 }
 
 // Wait blocks until the fleet may make one more call: the local bucket,
@@ -113,9 +124,9 @@ func (f *Fleet) Wait(ctx context.Context) error {
 		return err
 	}
 	for {
-		cool, err := f.rdb.PTTL(ctx, f.cooldown).Result()
+		cool, err := f.cooldownLeft(ctx)
 		if err != nil {
-			return fmt.Errorf("read cool-down: %w", err)
+			return err
 		}
 		if cool > 0 {
 			if err := sleep(ctx, cool); err != nil {
@@ -145,8 +156,24 @@ func (f *Fleet) Observe(ctx context.Context, _ client.Link, err error) {
 		return
 	}
 	wait := min(e.RetryAfter, f.maxCool)
+	until := time.Now().Add(wait).UnixMilli()
 	// Best effort: a lost cool-down costs at most one more 429 per worker.
-	_ = f.rdb.Set(ctx, f.cooldown, 1, wait).Err()
+	_ = f.rdb.Set(ctx, f.cooldown, until, wait+time.Second).Err()
+}
+
+// cooldownLeft reads the shared cool-down. The key holds its end as Unix
+// milliseconds (its TTL only cleans it up), so the wait does not depend on
+// the server expiring keys on time; workers' clocks are assumed to agree
+// within a few milliseconds (NTP).
+func (f *Fleet) cooldownLeft(ctx context.Context) (time.Duration, error) {
+	until, err := f.rdb.Get(ctx, f.cooldown).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cool-down: %w", err)
+	}
+	return min(time.Until(time.UnixMilli(until)), f.maxCool), nil
 }
 
 // Limit reports the fleet rate in calls a second.
