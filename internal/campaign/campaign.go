@@ -329,25 +329,26 @@ func (s *Store) Results(ctx context.Context, campaign string) ([]Result, error) 
 	return out, nil
 }
 
+// forgetScript removes one profile's result, status and call count and
+// takes it off the counts, atomically. KEYS: results, status, counts,
+// calls; ARGV: profile id.
+var forgetScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if old then
+  redis.call('HINCRBY', KEYS[3], old, -1)
+end
+return 1
+`)
+
 // Forget removes profiles' results and call counts so that they can run
 // again on purpose (a re-run of failures).
 func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) error {
-	if len(ids) == 0 {
-		return nil
-	}
+	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"), key(campaign, "calls")}
 	for _, id := range ids {
-		r, ok, err := s.Get(ctx, campaign, id)
-		if err != nil {
-			return err
-		}
-		pipe := s.rdb.TxPipeline()
-		pipe.HDel(ctx, key(campaign, "results"), id)
-		pipe.HDel(ctx, key(campaign, "status"), id)
-		pipe.HDel(ctx, key(campaign, "calls"), id)
-		if ok {
-			pipe.HIncrBy(ctx, key(campaign, "counts"), string(r.Status), -1)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		if err := forgetScript.Run(ctx, s.rdb, keys, id).Err(); err != nil {
 			return fmt.Errorf("forget %s in %s: %w", id, campaign, err)
 		}
 	}

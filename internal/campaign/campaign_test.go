@@ -1,0 +1,152 @@
+package campaign
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/enrollq/enrollq/internal/redistest"
+)
+
+func setup(t *testing.T) (*Store, string) {
+	t.Helper()
+	return NewStore(redistest.New(t), time.Hour), redistest.Name(t)
+}
+
+func progress(t *testing.T, s *Store, c string) Progress {
+	t.Helper()
+	p, err := s.Progress(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPutKeepsOneRowPerProfile(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	if _, err := s.Admit(ctx, c, []string{"uprof_a", "uprof_b"}); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range 3 { // a task that ran three times
+		r := Result{Campaign: c, ProfileID: "uprof_a", Seq: 2, Status: StatusCreated, URL: "https://x/" + string(rune('a'+i))}
+		if _, err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 1}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+	r, ok, _ := s.Get(ctx, c, "uprof_a")
+	if !ok || r.URL != "https://x/c" {
+		t.Errorf("stored URL = %q, want the newest, https://x/c", r.URL)
+	}
+
+	// A late failure does not replace the URL.
+	kept, err := s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_a", Status: StatusFailed, ErrorType: "api_error"})
+	if err != nil || kept {
+		t.Errorf("Put(failed over created) = %v, %v; want false, nil", kept, err)
+	}
+	if r, _, _ := s.Get(ctx, c, "uprof_a"); r.Status != StatusCreated {
+		t.Errorf("status = %q, want created", r.Status)
+	}
+
+	// A failure then a success moves the count.
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_b", Seq: 1, Status: StatusFailed})
+	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 1, Failed: 1}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_b", Seq: 1, Status: StatusCreated})
+	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 2}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+
+	results, err := s.Results(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range results {
+		ids = append(ids, r.ProfileID)
+	}
+	if want := []string{"uprof_b", "uprof_a"}; !slices.Equal(ids, want) {
+		t.Errorf("results order = %v, want %v (by input position)", ids, want)
+	}
+}
+
+func TestAdmitReportsKnownProfiles(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_done", Status: StatusCreated})
+	adm, err := s.Admit(ctx, c, []string{"uprof_new", "uprof_done", "uprof_new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Admission{Admitted, HasResult, Admitted}; !slices.Equal(adm, want) {
+		t.Errorf("admissions = %v, want %v", adm, want)
+	}
+	if p := progress(t, s, c); p.Total != 2 {
+		t.Errorf("total = %d, want 2 distinct profiles", p.Total)
+	}
+}
+
+func TestColumnsMerge(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	s.SetColumns(ctx, c, []string{"email", "first_name"})
+	got, err := s.SetColumns(ctx, c, []string{"locale", "email"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"email", "first_name", "locale"}
+	if !slices.Equal(got, want) {
+		t.Errorf("merged = %v, want %v", got, want)
+	}
+	if stored, _ := s.Columns(ctx, c); !slices.Equal(stored, want) {
+		t.Errorf("stored = %v, want %v", stored, want)
+	}
+}
+
+func TestForgetAndCountCall(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	s.Admit(ctx, c, []string{"uprof_f"})
+	for want := int64(1); want <= 3; want++ {
+		if n, err := s.CountCall(ctx, c, "uprof_f"); err != nil || n != want {
+			t.Fatalf("CountCall = %d, %v; want %d", n, err, want)
+		}
+	}
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_f", Status: StatusFailed})
+	if err := s.Forget(ctx, c, "uprof_f"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 1}); got != want {
+		t.Errorf("progress after Forget = %+v, want %+v", got, want)
+	}
+	if n, _ := s.Calls(ctx, c, "uprof_f"); n != 0 {
+		t.Errorf("calls after Forget = %d, want 0", n)
+	}
+	if st, _ := s.Status(ctx, c, "uprof_f"); st != "" {
+		t.Errorf("status after Forget = %q, want none", st)
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"a", "onboarding-2026-12-03", "Wave_1.b"} {
+		if err := ValidateName(ok); err != nil {
+			t.Errorf("ValidateName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-a", "a b", "a/b", "a{b}", string(make([]byte, 129))} {
+		if err := ValidateName(bad); err == nil {
+			t.Errorf("ValidateName(%q) = nil, want an error", bad)
+		}
+	}
+}
