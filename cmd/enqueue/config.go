@@ -13,6 +13,7 @@ import (
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/sandbox"
 	"github.com/enrollq/enrollq/internal/source"
 	"github.com/enrollq/enrollq/internal/tasks"
@@ -75,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
 	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
 	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
-	fs.IntVar(&c.concurrency, "concurrency", 32, "enqueue goroutines")
+	fs.IntVar(&c.concurrency, "concurrency", producer.DefaultConcurrency, "enqueue goroutines")
 	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
 

@@ -181,11 +181,15 @@ func enqueueCSV(ctx context.Context, cfg config, rdb redis.UniversalClient, stdi
 	if err != nil {
 		return producer.Summary{}, err
 	}
-	_, err = producer.Validate(recs)
+	// The first pass checks the structure and finds the repeats, so that
+	// the second needs no memory per id.
+	repeats := source.NewRepeats()
+	_, err = producer.Validate(recs, repeats.Add)
 	closeFile()
 	if err != nil {
 		return producer.Summary{}, fmt.Errorf("%s: %w (nothing was enqueued)", cfg.csvPath, err)
 	}
+	repeats.Finish()
 
 	recs, closeFile, err = open()
 	if err != nil {
@@ -194,7 +198,7 @@ func enqueueCSV(ctx context.Context, cfg config, rdb redis.UniversalClient, stdi
 	defer closeFile()
 	pc := producer.Config{
 		Redis: rdb, Queue: cfg.queue, Campaign: cfg.campaign,
-		Concurrency: cfg.concurrency, MaxRetry: cfg.maxRetry, Logger: log,
+		Concurrency: cfg.concurrency, MaxRetry: cfg.maxRetry, Logger: log, Screen: repeats,
 	}
 	if cfg.deadline > 0 {
 		pc.Deadline = time.Now().Add(cfg.deadline)

@@ -26,7 +26,7 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultConcurrency = 32
+	DefaultConcurrency = 64
 	DefaultBatch       = 64
 	enqueueAttempts    = 4
 )
@@ -55,6 +55,10 @@ type Config struct {
 	// Deadline, when set, is the campaign's end (see tasks.Payload).
 	Deadline time.Time
 
+	// Screen judges each record. Default a fresh source.Screen; a file
+	// read twice passes the source.Repeats its first pass prepared.
+	Screen Screener
+
 	// Progress, when set, is called with the records read so far, from
 	// one goroutine, about every thousand records.
 	Progress func(read int64)
@@ -82,18 +86,31 @@ func (s *Summary) Check() error {
 	return nil
 }
 
+// Screener judges a record: valid, invalid or a repeat.
+type Screener interface {
+	Check(rec source.Record) (v source.Verdict, reason error, firstLine int)
+}
+
+var (
+	_ Screener = (*source.Screen)(nil)
+	_ Screener = (*source.Repeats)(nil)
+)
+
 // Validate reads records to the end without enqueuing anything, so that a
-// structurally broken input enqueues nothing. It returns the number of
-// records.
-func Validate(recs Records) (int, error) {
+// structurally broken input enqueues nothing, and passes each to each
+// (which may be nil). It returns the number of records.
+func Validate(recs Records, each func(source.Record)) (int, error) {
 	n := 0
 	for {
-		_, err := recs.Next()
+		rec, err := recs.Next()
 		if errors.Is(err, io.EOF) {
 			return n, nil
 		}
 		if err != nil {
 			return n, err
+		}
+		if each != nil {
+			each(rec)
 		}
 		n++
 	}
@@ -143,7 +160,10 @@ func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
 		})
 	}
 
-	var screen source.Screen
+	screen := cfg.Screen
+	if screen == nil {
+		screen = &source.Screen{}
+	}
 	batch := make([]source.Record, 0, DefaultBatch)
 	var readErr error
 	for ctx.Err() == nil {

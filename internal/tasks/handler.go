@@ -266,6 +266,13 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		return a.fail(ctx, d.Reason, fmt.Sprintf("gave up after %d calls: %v", a.calls, callErr), requestID)
 	}
 
+	// asynq archives a task, without asking, whose retries reach its
+	// MaxRetry (maxRetry+1, see Options) whatever the error; crash
+	// recoveries count as retries too. Record the failure first.
+	if d.Action != Succeed && d.Action != Fail && a.retried > a.maxRetry {
+		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
+	}
+
 	switch d.Action {
 	case Succeed:
 		return a.store(ctx, campaign.Result{
