@@ -51,6 +51,7 @@ type Result struct {
 	ErrorMessage string    `json:"error_message,omitempty"`
 	RequestID    string    `json:"request_id,omitempty"`
 	Attempts     int64     `json:"attempts"`
+	EnqueuedAt   time.Time `json:"enqueued_at,omitzero"`
 	FinishedAt   time.Time `json:"finished_at"`
 }
 

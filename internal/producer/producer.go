@@ -231,11 +231,12 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 			continue
 		}
 		task, err := tasks.NewTask(tasks.Payload{
-			Campaign:  cfg.Campaign,
-			ProfileID: rec.ID,
-			Seq:       int64(rec.Line),
-			Columns:   columnMap(columns, rec.Values),
-			Deadline:  cfg.Deadline,
+			Campaign:   cfg.Campaign,
+			ProfileID:  rec.ID,
+			Seq:        int64(rec.Line),
+			Columns:    columnMap(columns, rec.Values),
+			Deadline:   cfg.Deadline,
+			EnqueuedAt: time.Now().UTC(),
 		})
 		if err != nil {
 			return enqueued, known, fmt.Errorf("line %d: %w", rec.Line, err)

@@ -361,6 +361,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.Seq = a.p.Seq
 	r.Columns = a.p.Columns
 	r.Attempts = a.calls
+	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
 	if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
 		return err

@@ -58,6 +58,9 @@ type Payload struct {
 	Seq       int64             `json:"seq"`
 	Columns   map[string]string `json:"columns,omitempty"`
 
+	// EnqueuedAt is when the producer made the task, for task latency.
+	EnqueuedAt time.Time `json:"enqueued_at,omitzero"`
+
 	// Deadline, when set, is the campaign's end: after it nothing is
 	// retried and the profile is recorded as failed.
 	Deadline time.Time `json:"deadline,omitzero"`
