@@ -38,6 +38,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&localLimit, "local-limit", false, "limit this process alone instead of the fleet (not for shared keys)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time in-flight calls get to finish on SIGTERM; the rest go back to the queue")
 	api.Register(fs)
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090)")
+	fs.StringVar(&cfg.UI.Addr, "ui-addr", "", "serve the asynq web UI at http://ADDR/ and campaign progress at /campaigns (e.g. 127.0.0.1:8080)")
+	fs.BoolVar(&cfg.UI.ReadOnly, "ui-read-only", false, "web UI without buttons that change tasks or queues")
+	fs.StringVar(&cfg.UI.AuthFile, "ui-auth-file", "", "file holding user:password for the web UI's basic auth (required off loopback)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer rdb.Close()
 	redisconn.WarnEviction(ctx, rdb, log)
 	cfg.Redis = rdb
+	cfg.UI.RedisURL = redisURL
 
 	return worker.Run(ctx, cfg)
 }

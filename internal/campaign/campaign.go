@@ -274,6 +274,7 @@ func (s *Store) SetColumns(ctx context.Context, campaign string, cols []string) 
 			p.HSet(ctx, k, "columns", data)
 			p.HSetNX(ctx, k, "created_at", time.Now().UTC().Format(time.RFC3339))
 			p.Expire(ctx, k, s.retention)
+			p.ZAdd(ctx, campaignsKey, redis.Z{Score: float64(time.Now().Unix()), Member: campaign})
 			return nil
 		})
 		return err
@@ -282,6 +283,28 @@ func (s *Store) SetColumns(ctx context.Context, campaign string, cols []string) 
 		return nil, fmt.Errorf("store columns of %s: %w", campaign, err)
 	}
 	return merged, nil
+}
+
+// campaignsKey indexes campaigns by their last enqueue, for the UI and
+// metrics.
+const campaignsKey = "enrollq:campaigns"
+
+// Campaigns returns up to n campaign names, the most recently enqueued
+// first, leaving out those whose keys have expired.
+func (s *Store) Campaigns(ctx context.Context, n int64) ([]string, error) {
+	names, err := s.rdb.ZRevRange(ctx, campaignsKey, 0, n-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	var live []string
+	for _, name := range names {
+		if s.rdb.Exists(ctx, key(name, "meta")).Val() == 1 {
+			live = append(live, name)
+		} else {
+			s.rdb.ZRem(ctx, campaignsKey, name)
+		}
+	}
+	return live, nil
 }
 
 // Columns returns the campaign's passthrough column order.

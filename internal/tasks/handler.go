@@ -44,6 +44,14 @@ type Observer interface {
 	Observe(ctx context.Context, link client.Link, err error)
 }
 
+// Recorder receives the handler's measurements; *metrics.Metrics is one.
+// It may be nil.
+type Recorder interface {
+	ObserveCall(outcome string, err error, d time.Duration)
+	ObserveWait(d time.Duration)
+	ObserveResult(status string)
+}
+
 // Store is the shared result store. *campaign.Store is one.
 type Store interface {
 	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
@@ -69,6 +77,7 @@ type HandlerConfig struct {
 	Limiter Limiter  // required; pace of every call
 	Pauser  Pauser   // required; pauses the queue on an account fault
 	Observe Observer // optional
+	Metrics Recorder // optional
 
 	// MaxRetry is the retry budget for transient faults; it must equal the
 	// task's asynq MaxRetry. Default DefaultMaxRetry.
@@ -223,7 +232,11 @@ func (a *attempt) do(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	link, callErr := cfg.Caller.Create(ctx, p.ProfileID)
+	if cfg.Metrics != nil {
+		cfg.Metrics.ObserveCall(Decide(callErr).Action.String(), callErr, time.Since(start))
+	}
 	if cfg.Observe != nil {
 		cfg.Observe.Observe(ctx, link, callErr)
 	}
@@ -240,7 +253,11 @@ func (a *attempt) do(ctx context.Context) error {
 func (a *attempt) waitTurn(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, a.h.cfg.MaxLimiterWait)
 	defer cancel()
+	start := time.Now()
 	err := a.h.cfg.Limiter.Wait(wctx)
+	if a.h.cfg.Metrics != nil {
+		a.h.cfg.Metrics.ObserveWait(time.Since(start))
+	}
 	if err == nil {
 		return nil
 	}
@@ -365,6 +382,9 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.FinishedAt = a.h.cfg.Now().UTC()
 	if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
 		return err
+	}
+	if a.h.cfg.Metrics != nil {
+		a.h.cfg.Metrics.ObserveResult(string(r.Status))
 	}
 	if r.Status == campaign.StatusCreated {
 		a.log.Info("enrollment url created", "status", r.Status, "attempt", a.calls,

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -17,8 +19,10 @@ import (
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/logging"
+	"github.com/enrollq/enrollq/internal/metrics"
 	"github.com/enrollq/enrollq/internal/ratelimit"
 	"github.com/enrollq/enrollq/internal/tasks"
+	"github.com/enrollq/enrollq/internal/webui"
 )
 
 // Defaults for Config.
@@ -68,6 +72,13 @@ type Config struct {
 	// Pauser are filled in by New.
 	Handler tasks.HandlerConfig
 
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	MetricsAddr string
+
+	// UI, when its Addr is set, serves the asynq web UI and the campaign
+	// page.
+	UI webui.Config
+
 	// Logger receives the worker's and asynq's logs. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -113,6 +124,7 @@ type Worker struct {
 	srv       *asynq.Server
 	inspector *asynq.Inspector
 	handler   *tasks.Handler
+	metrics   *metrics.Metrics
 }
 
 // New builds a Worker; Start runs it.
@@ -144,6 +156,12 @@ func New(cfg Config) (*Worker, error) {
 	hc.Observe = observer
 	hc.Pauser = inspector
 	hc.Logger = cfg.Logger
+	var m *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		m = metrics.New(cfg.Redis, inspector)
+		m.SetRate(rateOf(cfg))
+		hc.Metrics = m
+	}
 	h, err := tasks.NewHandler(hc)
 	if err != nil {
 		return nil, err
@@ -169,7 +187,14 @@ func New(cfg Config) (*Worker, error) {
 			}
 		},
 	})
-	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h}, nil
+	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m}, nil
+}
+
+func rateOf(cfg Config) float64 {
+	if cfg.Rate <= 0 {
+		return math.Inf(1)
+	}
+	return cfg.Rate
 }
 
 func newLimiter(cfg Config) (tasks.Limiter, tasks.Observer, error) {
@@ -211,16 +236,45 @@ func (w *Worker) Shutdown() {
 	w.cfg.Logger.Info("worker stopped", "queue", w.cfg.Queue)
 }
 
-// Run starts a Worker and stops it when ctx ends.
+// Run starts a Worker, with its metrics and UI servers when configured,
+// and stops them all when ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	w, err := New(cfg)
 	if err != nil {
 		return err
 	}
+	srvCtx, stopServers := context.WithCancel(context.Background())
+	defer stopServers()
+	errc := make(chan error, 2)
+	if w.metrics != nil {
+		go func() { errc <- webui.Serve(srvCtx, cfg.MetricsAddr, metricsMux(w.metrics)) }()
+		w.cfg.Logger.Info("metrics listening", "addr", cfg.MetricsAddr)
+	}
+	if cfg.UI.Addr != "" {
+		cfg.UI.Redis = cfg.Redis
+		h, closeUI, err := webui.Handler(cfg.UI)
+		if err != nil {
+			return err
+		}
+		defer closeUI()
+		go func() { errc <- webui.Serve(srvCtx, cfg.UI.Addr, h) }()
+		w.cfg.Logger.Info("web ui listening", "addr", cfg.UI.Addr, "read_only", cfg.UI.ReadOnly)
+	}
 	if err := w.Start(); err != nil {
 		return err
 	}
-	<-ctx.Done()
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
 	w.Shutdown()
-	return nil
+	return err
+}
+
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	return mux
 }
