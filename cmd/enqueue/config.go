@@ -131,7 +131,16 @@ func (c *config) validate() error {
 		}
 	}
 	local := c.redisURL == ""
+	if c.out != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
+		return usageError{fmt.Errorf("--out %s is the input file: name another file", c.out)}
+	}
 	switch {
+	case local && c.out == "":
+		return usageError{errors.New("--out is required in local mode: the embedded Redis, and every URL it holds, is gone once the run ends")}
+	case c.queue == "":
+		return usageError{errors.New("--queue: must not be empty")}
+	case c.idColumn == "":
+		return usageError{errors.New("--id-column: must not be empty")}
 	case local && c.wait:
 		return usageError{errors.New("--wait follows a fleet campaign: it needs --redis-url (local mode always runs to the end)")}
 	case !local && c.sandbox:
@@ -168,6 +177,16 @@ func (c *config) loadAPI(sandboxed bool) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// samePath reports whether two paths name the same file.
+func samePath(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
 var nonName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

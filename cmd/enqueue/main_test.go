@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/client"
@@ -248,10 +249,14 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{}, "--csv is required"},
 		{[]string{"--local", "--csv", "x.csv", "--out", "r.txt", "--sandbox"}, "--out"},
-		{[]string{"--local", "--csv", "x.csv", "--wait", "--sandbox"}, "--wait"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--wait", "--sandbox"}, "--wait"},
+		{[]string{"--local", "--csv", "x.csv", "--sandbox"}, "--out is required"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "./x.csv", "--sandbox"}, "is the input file"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--queue", "", "--sandbox"}, "--queue"},
 		{[]string{"--local", "--csv", "x.csv", "--campaign", "a b", "--sandbox"}, "--campaign"},
-		{[]string{"--local", "--csv", "x.csv", "--sandbox", "--sandbox-fail", "500=2"}, "--sandbox-fail"},
-		{[]string{"--local", "--csv", "x.csv", "--sandbox", "--endpoint", "nope"}, "--endpoint"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--sandbox-fail", "500=2"}, "--sandbox-fail"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--endpoint", "nope"}, "--endpoint"},
+		{[]string{"--redis-url", "redis://x:y:z", "--csv", "x.csv"}, "--redis-url"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sandbox"}, "--local"},
 		{[]string{"--retry-failed"}, "--retry-failed needs --campaign"},
 	}
@@ -375,4 +380,128 @@ func writeProfiles(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func TestLocalModeUnwritableOutFailsFirst(t *testing.T) {
+	t.Parallel()
+	in := writeProfiles(t, 3)
+	res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", filepath.Join(t.TempDir(), "no", "such", "dir", "r.csv"))
+	if res.err == nil || !strings.Contains(res.err.Error(), "nothing was enqueued") {
+		t.Fatalf("err = %v, want an --out error before anything is enqueued", res.err)
+	}
+	if strings.Contains(res.out, "rows read") {
+		t.Errorf("the run got as far as enqueuing:\n%s", res.out)
+	}
+}
+
+func TestLocalModeInterruptedKeepsWhatIsDone(t *testing.T) {
+	t.Parallel()
+	in := writeProfiles(t, 200)
+	out := filepath.Join(t.TempDir(), "r.csv")
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"--local", "--sandbox", "--rate", "50", "--csv", in, "--out", out}, nil, &stdout, &stderr)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the interruption", err)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 200 {
+		t.Fatalf("rows = %d, want all 200 input profiles accounted for", len(rows))
+	}
+	var created, pending int
+	for _, r := range rows {
+		switch r["status"] {
+		case "created":
+			created++
+			checkCreated(t, r)
+		case "pending":
+			pending++
+		default:
+			t.Errorf("row status %q", r["status"])
+		}
+	}
+	if created == 0 || pending == 0 || created+pending != 200 {
+		t.Errorf("created %d + pending %d, want both > 0 and 200 in all", created, pending)
+	}
+}
+
+func TestNoValidProfileFails(t *testing.T) {
+	t.Parallel()
+	in := filepath.Join(t.TempDir(), "p.csv")
+	os.WriteFile(in, []byte("user_profile_id,email\n../x,a@example.com\n,b@example.com\n"), 0o600)
+	res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", filepath.Join(t.TempDir(), "r.csv"))
+	if res.err == nil || !strings.Contains(res.err.Error(), "no valid profile id") {
+		t.Fatalf("err = %v, want one saying no id is valid", res.err)
+	}
+}
+
+// TestFleetRerunRemintsExpiredAndWritesThisInput runs a campaign whose URLs
+// live 2 s, then runs it again with a second file: expired URLs are minted
+// again, and --out holds exactly the second file's profiles with its
+// columns.
+func TestFleetRerunRemintsExpiredAndWritesThisInput(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	sb, err := sandbox.New(sandbox.Config{TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+	startWorkers(t, rdb, name, api.URL, 1)
+	url := redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+
+	dir := t.TempDir()
+	first := filepath.Join(dir, "a.csv")
+	os.WriteFile(first, []byte("user_profile_id,email\nuprof_a1,old@example.com\nuprof_b2,b@example.com\n"), 0o600)
+	res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", first, "--wait", "--out", filepath.Join(dir, "a-out.csv"))
+	if res.err != nil {
+		t.Fatalf("first run: %v\n%s", res.err, res.out)
+	}
+	time.Sleep(2100 * time.Millisecond) // the URLs expire
+
+	second := filepath.Join(dir, "b.csv")
+	os.WriteFile(second, []byte("user_profile_id,email\nuprof_a1,new@example.com\n"), 0o600)
+	out := filepath.Join(dir, "b-out.csv")
+	res = runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", second, "--wait", "--out", out)
+	if res.err != nil {
+		t.Fatalf("second run: %v\n%s", res.err, res.out)
+	}
+	if !strings.Contains(res.out, "minted again") {
+		t.Errorf("the summary does not say the expired URL was minted again:\n%s", res.out)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 1 || rows[0]["user_profile_id"] != "uprof_a1" || rows[0]["email"] != "new@example.com" {
+		t.Fatalf("rows = %v, want only uprof_a1 with the second file's email", rows)
+	}
+	checkCreated(t, rows[0])
+	if got := sb.Stats().ByProfile["uprof_a1"]; got != 2 {
+		t.Errorf("calls for uprof_a1 = %d, want 2 (minted, then minted again)", got)
+	}
+}
+
+// startWorkers runs n in-process workers on queue against the API at base.
+func startWorkers(t *testing.T, rdb *redis.Client, queue, base string, n int) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for range n {
+		w, err := worker.New(worker.Config{
+			Redis: rdb, Queue: queue, Concurrency: 8, Rate: 0, Fleet: true, Logger: quiet,
+			Client: client.Config{APIKey: "k", BaseURL: base, Timeout: 5 * time.Second},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Shutdown)
+	}
+	t.Cleanup(func() {
+		insp := asynq.NewInspectorFromRedisClient(rdb)
+		insp.DeleteQueue(queue, true)
+		insp.Close()
+	})
 }

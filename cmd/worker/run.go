@@ -50,18 +50,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	switch {
+	case cfg.Queue == "":
+		return usageError{errors.New("--queue: must not be empty")}
+	case cfg.Concurrency < 1:
+		return usageError{fmt.Errorf("--concurrency %d: must be at least 1", cfg.Concurrency)}
+	case cfg.Rate < 0:
+		return usageError{fmt.Errorf("--rate %v: must be 0 (no limit) or more", cfg.Rate)}
+	case cfg.Burst < 1:
+		return usageError{fmt.Errorf("--burst %d: must be at least 1", cfg.Burst)}
+	case cfg.ShutdownTimeout <= 0:
+		return usageError{fmt.Errorf("--shutdown-timeout %s: must be positive", cfg.ShutdownTimeout)}
 	}
 
 	log, err := logging.New(stderr, logLevel)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
+	redis.SetLogger(logging.Redis{L: log})
 	if redisURL == "" {
-		return errors.New("--redis-url (or REDIS_URL) is required; for a run without Redis use cmd/enqueue's local mode")
+		return usageError{errors.New("--redis-url (or REDIS_URL) is required; for a run without Redis use cmd/enqueue's local mode")}
 	}
 	if cfg.Client, err = api.Config(false); err != nil {
-		return err
+		return usageError{err}
 	}
 	cfg.Fleet = !localLimit
 	cfg.Logger = log
@@ -90,6 +103,9 @@ func openRedis(ctx context.Context, url string, log interface {
 		if err == nil {
 			return rdb, nil
 		}
+		if errors.Is(err, redisconn.ErrBadURL) {
+			return nil, usageError{err}
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -102,3 +118,9 @@ func openRedis(ctx context.Context, url string, log interface {
 		delay = min(delay*2, 10*time.Second)
 	}
 }
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

@@ -98,30 +98,39 @@ func key(campaign, part string) string {
 }
 
 // putScript stores a result atomically with its counts. KEYS: results,
-// status, counts; ARGV: profile id, status, result JSON, retention seconds.
-// A failure never replaces a created result: a task that ran twice keeps
-// the URL it got.
+// status, counts, expiry; ARGV: profile id, status, result JSON, retention
+// seconds, expiry (Unix seconds, 0 for a failure), now (Unix seconds).
+// A failure never replaces a live URL: a task that ran twice keeps the URL
+// it got. It may replace an expired one, whose re-mint failed.
 var putScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old == 'created' and ARGV[2] ~= 'created' then
-  return 0
+  local exp = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+  if exp > tonumber(ARGV[6]) then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[2] == 'created' then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+else
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
 if old ~= ARGV[2] then
   redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
   if old then
     redis.call('HINCRBY', KEYS[3], old, -1)
   end
 end
-for i = 1, 3 do
+for i = 1, 4 do
   redis.call('EXPIRE', KEYS[i], ARGV[4])
 end
 return 1
 `)
 
 // Put records r. It reports false when r was a failure that a stored
-// created result outranks.
+// live URL outranks.
 func (s *Store) Put(ctx context.Context, r Result) (bool, error) {
 	if r.Status != StatusCreated && r.Status != StatusFailed {
 		return false, fmt.Errorf("put result for %s: unknown status %q", r.ProfileID, r.Status)
@@ -130,12 +139,42 @@ func (s *Store) Put(ctx context.Context, r Result) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
 	}
-	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts")}
-	n, err := putScript.Run(ctx, s.rdb, keys, r.ProfileID, string(r.Status), data, int64(s.retention.Seconds())).Int()
+	var expiry int64
+	if r.Status == StatusCreated {
+		expiry = r.ExpiresAt.Unix()
+	}
+	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")}
+	n, err := putScript.Run(ctx, s.rdb, keys, r.ProfileID, string(r.Status), data,
+		int64(s.retention.Seconds()), expiry, time.Now().Unix()).Int()
 	if err != nil {
 		return false, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
 	}
 	return n == 1, nil
+}
+
+// GetMany returns the results of ids, in order; a profile without a result
+// has ok false.
+func (s *Store) GetMany(ctx context.Context, campaign string, ids []string) ([]Result, []bool, error) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, key(campaign, "results"), ids...).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %d results of %s: %w", len(ids), campaign, err)
+	}
+	out := make([]Result, len(ids))
+	ok := make([]bool, len(ids))
+	for i, v := range vals {
+		str, isStr := v.(string)
+		if !isStr {
+			continue
+		}
+		if err := json.Unmarshal([]byte(str), &out[i]); err != nil {
+			return nil, nil, fmt.Errorf("decode result of %s: %w", ids[i], err)
+		}
+		ok[i] = true
+	}
+	return out, ok, nil
 }
 
 // Status returns a profile's stored status, or "" when it has none.
@@ -179,6 +218,20 @@ func (s *Store) CountCall(ctx context.Context, campaign, profileID string) (int6
 	return n.Val(), nil
 }
 
+// CountPause notes that a profile's call paused the queue and returns how
+// often it has. A profile that keeps pausing the queue after resumes is
+// refused for itself, not for the account.
+func (s *Store) CountPause(ctx context.Context, campaign, profileID string) (int64, error) {
+	k := key(campaign, "pauses")
+	pipe := s.rdb.TxPipeline()
+	n := pipe.HIncrBy(ctx, k, profileID, 1)
+	pipe.Expire(ctx, k, s.retention)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("count pause for %s: %w", profileID, err)
+	}
+	return n.Val(), nil
+}
+
 // Calls returns how many API calls were counted for a profile.
 func (s *Store) Calls(ctx context.Context, campaign, profileID string) (int64, error) {
 	n, err := s.rdb.HGet(ctx, key(campaign, "calls"), profileID).Int64()
@@ -194,12 +247,22 @@ type Admission int
 const (
 	// Admitted: no result yet; the caller enqueues a task.
 	Admitted Admission = iota
-	// HasResult: the profile already has a result in this campaign.
+	// HasResult: the profile already has a result in this campaign: a
+	// failure, or a URL that stays valid past RemintBefore.
 	HasResult
+	// Remint: the profile's URL expires within RemintBefore (or has
+	// expired); its result was cleared so that a new task mints a fresh
+	// one.
+	Remint
 )
 
+// RemintBefore is how much validity a stored URL must have left for a
+// re-run to keep it: a link with less is not worth mailing.
+const RemintBefore = 10 * time.Minute
+
 // Admit adds profile ids to the campaign and reports, for each, whether it
-// already holds a result. It is one round trip for the whole batch.
+// already holds a result. It is one round trip for the batch, plus one for
+// each URL it clears to be minted again.
 func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Admission, error) {
 	pipe := s.rdb.Pipeline()
 	members := key(campaign, "profiles")
@@ -209,17 +272,36 @@ func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Adm
 	}
 	pipe.SAdd(ctx, members, args...)
 	pipe.Expire(ctx, members, s.retention)
-	exists := pipe.HMGet(ctx, key(campaign, "status"), ids...)
+	status := pipe.HMGet(ctx, key(campaign, "status"), ids...)
+	expiry := pipe.HMGet(ctx, key(campaign, "expiry"), ids...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("admit %d profiles to %s: %w", len(ids), campaign, err)
 	}
 	out := make([]Admission, len(ids))
-	for i, v := range exists.Val() {
-		if v != nil {
-			out[i] = HasResult
+	cutoff := time.Now().Add(RemintBefore).Unix()
+	for i, v := range status.Val() {
+		if v == nil {
+			continue
 		}
+		out[i] = HasResult
+		if v != string(StatusCreated) {
+			continue
+		}
+		if exp, _ := expiry.Val()[i].(string); parseInt(exp) > cutoff {
+			continue
+		}
+		if err := s.Forget(ctx, campaign, ids[i]); err != nil {
+			return nil, err
+		}
+		out[i] = Remint
 	}
 	return out, nil
+}
+
+func parseInt(s string) int64 {
+	var n int64
+	fmt.Sscan(s, &n)
+	return n
 }
 
 // Progress returns the campaign's counts.
@@ -232,19 +314,10 @@ func (s *Store) Progress(ctx context.Context, campaign string) (Progress, error)
 	}
 	p := Progress{Total: total.Val()}
 	vals := counts.Val()
-	p.Created = parseCount(vals[0])
-	p.Failed = parseCount(vals[1])
+	c, _ := vals[0].(string)
+	f, _ := vals[1].(string)
+	p.Created, p.Failed = parseInt(c), parseInt(f)
 	return p, nil
-}
-
-func parseCount(v any) int64 {
-	s, ok := v.(string)
-	if !ok {
-		return 0
-	}
-	var n int64
-	fmt.Sscan(s, &n)
-	return n
 }
 
 // SetColumns merges passthrough column names into the campaign's column
@@ -355,12 +428,13 @@ func (s *Store) Results(ctx context.Context, campaign string) ([]Result, error) 
 
 // forgetScript removes one profile's result, status and call count and
 // takes it off the counts, atomically. KEYS: results, status, counts,
-// calls; ARGV: profile id.
+// calls, expiry; ARGV: profile id.
 var forgetScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 if old then
   redis.call('HINCRBY', KEYS[3], old, -1)
 end
@@ -370,7 +444,8 @@ return 1
 // Forget removes profiles' results and call counts so that they can run
 // again on purpose (a re-run of failures).
 func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) error {
-	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"), key(campaign, "calls")}
+	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
+		key(campaign, "calls"), key(campaign, "expiry")}
 	for _, id := range ids {
 		if err := forgetScript.Run(ctx, s.rdb, keys, id).Err(); err != nil {
 			return fmt.Errorf("forget %s in %s: %w", id, campaign, err)

@@ -14,6 +14,8 @@ func setup(t *testing.T) (*Store, string) {
 	return NewStore(redistest.New(t), time.Hour), redistest.Name(t)
 }
 
+var later = time.Now().Add(time.Hour)
+
 func progress(t *testing.T, s *Store, c string) Progress {
 	t.Helper()
 	p, err := s.Progress(context.Background(), c)
@@ -32,7 +34,7 @@ func TestPutKeepsOneRowPerProfile(t *testing.T) {
 	}
 
 	for i := range 3 { // a task that ran three times
-		r := Result{Campaign: c, ProfileID: "uprof_a", Seq: 2, Status: StatusCreated, URL: "https://x/" + string(rune('a'+i))}
+		r := Result{Campaign: c, ProfileID: "uprof_a", Seq: 2, Status: StatusCreated, URL: "https://x/" + string(rune('a'+i)), ExpiresAt: later}
 		if _, err := s.Put(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +61,7 @@ func TestPutKeepsOneRowPerProfile(t *testing.T) {
 	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 1, Failed: 1}); got != want {
 		t.Errorf("progress = %+v, want %+v", got, want)
 	}
-	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_b", Seq: 1, Status: StatusCreated})
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_b", Seq: 1, Status: StatusCreated, ExpiresAt: later})
 	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 2}); got != want {
 		t.Errorf("progress = %+v, want %+v", got, want)
 	}
@@ -81,16 +83,27 @@ func TestAdmitReportsKnownProfiles(t *testing.T) {
 	t.Parallel()
 	s, c := setup(t)
 	ctx := context.Background()
-	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_done", Status: StatusCreated})
-	adm, err := s.Admit(ctx, c, []string{"uprof_new", "uprof_done", "uprof_new"})
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_done", Status: StatusCreated, ExpiresAt: later})
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_stale", Status: StatusCreated, ExpiresAt: time.Now().Add(RemintBefore / 2)})
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_bad", Status: StatusFailed})
+	adm, err := s.Admit(ctx, c, []string{"uprof_new", "uprof_done", "uprof_new", "uprof_stale", "uprof_bad"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Admission{Admitted, HasResult, Admitted}; !slices.Equal(adm, want) {
+	if want := []Admission{Admitted, HasResult, Admitted, Remint, HasResult}; !slices.Equal(adm, want) {
 		t.Errorf("admissions = %v, want %v", adm, want)
 	}
-	if p := progress(t, s, c); p.Total != 2 {
-		t.Errorf("total = %d, want 2 distinct profiles", p.Total)
+	if got, want := progress(t, s, c), (Progress{Total: 4, Created: 1, Failed: 1}); got != want {
+		t.Errorf("progress = %+v, want %+v: the stale URL is cleared to be minted again", got, want)
+	}
+	if _, ok, _ := s.Get(ctx, c, "uprof_stale"); ok {
+		t.Error("the stale result is still stored")
+	}
+
+	// A failed re-mint may replace an expired URL, not a live one.
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_old", Status: StatusCreated, ExpiresAt: time.Now().Add(-time.Minute)})
+	if kept, _ := s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_old", Status: StatusFailed}); !kept {
+		t.Error("a failure did not replace an expired URL")
 	}
 }
 

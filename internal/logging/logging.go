@@ -4,6 +4,7 @@
 package logging
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,4 +57,13 @@ func (a Asynq) Fatal(args ...any) {
 
 func join(args []any) string {
 	return strings.TrimSpace(fmt.Sprint(args...))
+}
+
+// Redis adapts a slog.Logger to go-redis's internal logger, whose lines
+// (pool dial retries) would otherwise go to stderr unstructured, ahead of
+// the clear error the command prints.
+type Redis struct{ L *slog.Logger }
+
+func (r Redis) Printf(ctx context.Context, format string, v ...any) {
+	r.L.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "redis")
 }

@@ -71,17 +71,23 @@ type Summary struct {
 	source.Summary
 
 	// Enqueued profiles got a new task; AlreadyEnqueued ones had a task or
-	// a result in this campaign already.
+	// a result in this campaign already. Reminted counts the enqueued
+	// profiles whose stored URL was about to expire.
 	Enqueued        int64
 	AlreadyEnqueued int64
+	Reminted        int64
+
+	// Unsent counts valid records read but not enqueued because the run
+	// stopped (an error or Ctrl-C); zero for a run that completed.
+	Unsent int64
 }
 
 // Check reports an error when the counts do not add up.
 func (s *Summary) Check() error {
-	sum := s.Enqueued + s.AlreadyEnqueued + int64(s.Repeats) + int64(s.Invalid)
+	sum := s.Enqueued + s.AlreadyEnqueued + int64(s.Repeats) + int64(s.Invalid) + s.Unsent
 	if int64(s.Read) != sum {
-		return fmt.Errorf("counts do not add up: read %d, enqueued %d + already enqueued %d + repeats %d + invalid %d = %d",
-			s.Read, s.Enqueued, s.AlreadyEnqueued, s.Repeats, s.Invalid, sum)
+		return fmt.Errorf("counts do not add up: read %d, enqueued %d + already enqueued %d + repeats %d + invalid %d + not enqueued %d = %d",
+			s.Read, s.Enqueued, s.AlreadyEnqueued, s.Repeats, s.Invalid, s.Unsent, sum)
 	}
 	return nil
 }
@@ -144,15 +150,17 @@ func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
 	var (
 		sum             Summary
 		enqueued, known atomic.Int64
+		reminted        atomic.Int64
 		batches         = make(chan []source.Record, cfg.Concurrency)
 		wg              sync.WaitGroup
 	)
 	for range cfg.Concurrency {
 		wg.Go(func() {
 			for batch := range batches {
-				e, k, err := enqueueBatch(ctx, cfg, store, client, columns, batch)
-				enqueued.Add(e)
-				known.Add(k)
+				n, err := enqueueBatch(ctx, cfg, store, client, columns, batch)
+				enqueued.Add(n.enqueued)
+				known.Add(n.known)
+				reminted.Add(n.reminted)
 				if err != nil {
 					cancel(err)
 				}
@@ -198,36 +206,42 @@ func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
 	close(batches)
 	wg.Wait()
 
-	sum.Enqueued, sum.AlreadyEnqueued = enqueued.Load(), known.Load()
+	sum.Enqueued, sum.AlreadyEnqueued, sum.Reminted = enqueued.Load(), known.Load(), reminted.Load()
 	if cfg.Progress != nil {
 		cfg.Progress(int64(sum.Read))
 	}
-	if readErr != nil {
-		return sum, readErr
+	err := readErr
+	if err == nil {
+		err = context.Cause(ctx)
 	}
-	if err := context.Cause(ctx); err != nil {
+	if err != nil {
+		// Records read but lost with an unfinished batch: say so, so that
+		// the counts still add up.
+		sum.Unsent = int64(sum.Valid) - sum.Enqueued - sum.AlreadyEnqueued
 		return sum, err
 	}
 	return sum, sum.Check()
 }
 
+type batchCounts struct{ enqueued, known, reminted int64 }
+
 // enqueueBatch admits a batch into the campaign in one round trip, then
-// enqueues a task for each profile without a result. It returns how many
-// it enqueued and how many were already known.
+// enqueues a task for each profile without a result. A profile counts once,
+// as enqueued or known, unless the batch stops on an error.
 func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client *asynq.Client,
-	columns []string, batch []source.Record) (enqueued, known int64, err error) {
+	columns []string, batch []source.Record) (n batchCounts, err error) {
 	ids := make([]string, len(batch))
 	for i, r := range batch {
 		ids[i] = r.ID
 	}
 	adm, err := store.Admit(ctx, cfg.Campaign, ids)
 	if err != nil {
-		return 0, 0, err
+		return n, err
 	}
 
 	for i, rec := range batch {
 		if adm[i] == campaign.HasResult {
-			known++
+			n.known++
 			continue
 		}
 		task, err := tasks.NewTask(tasks.Payload{
@@ -239,19 +253,22 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 			EnqueuedAt: time.Now().UTC(),
 		})
 		if err != nil {
-			return enqueued, known, fmt.Errorf("line %d: %w", rec.Line, err)
+			return n, fmt.Errorf("line %d: %w", rec.Line, err)
 		}
 		opts := tasks.Options(cfg.Queue, cfg.Campaign, rec.ID, cfg.MaxRetry)
 		switch err := enqueueOne(ctx, client, task, opts); {
 		case err == nil:
-			enqueued++
+			n.enqueued++
+			if adm[i] == campaign.Remint {
+				n.reminted++
+			}
 		case errors.Is(err, asynq.ErrTaskIDConflict):
-			known++
+			n.known++
 		default:
-			return enqueued, known, fmt.Errorf("enqueue line %d (%s): %w", rec.Line, rec.ID, err)
+			return n, fmt.Errorf("enqueue line %d (%s): %w", rec.Line, rec.ID, err)
 		}
 	}
-	return enqueued, known, nil
+	return n, nil
 }
 
 // enqueueOne retries a failed enqueue a few times with a short backoff:

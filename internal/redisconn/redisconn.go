@@ -14,12 +14,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// ErrBadURL marks a Redis URL that does not parse: a mistake in the
+// command line, not an outage.
+var ErrBadURL = errors.New("--redis-url")
+
 // Open parses a redis:// or rediss:// URL and checks that the server
 // answers within timeout.
 func Open(ctx context.Context, rawURL string, timeout time.Duration) (*redis.Client, error) {
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %s", redactParseError(err))
+		return nil, fmt.Errorf("%w: %s", ErrBadURL, redactParseError(err))
 	}
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, timeout)

@@ -1,10 +1,13 @@
 // Package sink writes a campaign's results for an email service to import.
 //
-// A file's extension picks its format: .csv (RFC 4180, UTF-8, no BOM) or
-// .jsonl (one JSON object a line). The columns are the input's passthrough
-// columns, then Columns. Files are written to a temporary file beside the
-// target and renamed into place, so an import never sees half a file, and
-// are created mode 0600: they hold bearer URLs.
+// A file's extension picks its format: .csv (RFC 4180, UTF-8, no BOM, CRLF)
+// or .jsonl (one JSON object a line). The columns are the input's
+// passthrough columns, then Columns. A File is written to a temporary file
+// beside its target and renamed into place by Commit, so an import never
+// sees half a file; it is created mode 0600, for it holds bearer URLs.
+//
+// A URL that has expired by the time it is written is never handed on: its
+// row says status "expired" and carries no URL.
 package sink
 
 import (
@@ -13,7 +16,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,9 +26,19 @@ import (
 	"github.com/enrollq/enrollq/internal/source"
 )
 
-// Columns are the result columns after the passthrough ones. Row must
-// fill them in this order.
+// Columns are the result columns after the passthrough ones. Row fills
+// them in this order.
 var Columns = source.ResultColumns
+
+// Statuses a row may carry besides campaign.StatusCreated and
+// campaign.StatusFailed.
+const (
+	// StatusExpired: the profile got a URL, but it expired before it was
+	// written out. Running the campaign again mints a fresh one.
+	StatusExpired = "expired"
+	// StatusPending: the profile has no result yet (an interrupted run).
+	StatusPending = "pending"
+)
 
 // Format is an output format.
 type Format string
@@ -47,103 +59,164 @@ func FormatOf(path string) (Format, error) {
 	return "", fmt.Errorf("output %q: use a .csv or .jsonl file name", path)
 }
 
-// WriteFile writes results to path atomically, mode 0600.
-func WriteFile(path string, passthrough []string, results []campaign.Result) error {
+// Counts says what a File holds.
+type Counts struct {
+	Rows, Created, Failed, Expired, Pending int
+	// FirstExpiry is the earliest expires_at of the URLs written.
+	FirstExpiry time.Time
+}
+
+// File is an output file being written. It is not safe for concurrent use.
+type File struct {
+	path   string
+	format Format
+	tmp    *os.File
+	bw     *bufio.Writer
+	cw     *csv.Writer
+	header []string
+	buf    bytes.Buffer
+	enc    *json.Encoder
+	counts Counts
+
+	// Now tells the time for the expiry check. Default time.Now.
+	Now func() time.Time
+}
+
+// Create starts writing path with these passthrough columns. It fails at
+// once when the directory is not writable, before any work is done.
+func Create(path string, passthrough []string) (*File, error) {
 	format, err := FormatOf(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("output %s: %w", path, err)
+	}
+	f := &File{
+		path: path, format: format, tmp: tmp,
+		bw:     bufio.NewWriterSize(tmp, 1<<16),
+		header: append(append([]string{}, passthrough...), Columns...),
+		Now:    time.Now,
+	}
+	f.enc = json.NewEncoder(&f.buf)
+	f.enc.SetEscapeHTML(false) // keep '&' in URLs readable
+	if format == CSV {
+		f.cw = csv.NewWriter(f.bw)
+		f.cw.UseCRLF = true // RFC 4180 line breaks, inside fields too
+		if err := f.cw.Write(f.header); err != nil {
+			f.Abort()
+			return nil, fmt.Errorf("output %s: %w", path, err)
+		}
+	}
+	return f, nil
+}
+
+// Write adds one row: the input's passthrough values, then r. A zero r
+// (no result yet) is written as pending.
+func (f *File) Write(values []string, r campaign.Result, profileID string) error {
+	row := f.row(values, r, profileID)
+	f.counts.Rows++
+	if f.format == CSV {
+		return f.cw.Write(row)
+	}
+	return f.writeJSON(row)
+}
+
+func (f *File) row(values []string, r campaign.Result, profileID string) []string {
+	row := make([]string, 0, len(f.header))
+	row = append(row, values...)
+	for len(row) < len(f.header)-len(Columns) {
+		row = append(row, "")
 	}
 
-	bw := bufio.NewWriterSize(tmp, 1<<16)
-	switch format {
-	case CSV:
-		err = writeCSV(bw, passthrough, results)
-	case JSONL:
-		err = writeJSONL(bw, passthrough, results)
+	status, url, expires := string(r.Status), r.URL, ""
+	errType, errMsg := r.ErrorType, r.ErrorMessage
+	switch {
+	case r.Status == "":
+		status = StatusPending
+		f.counts.Pending++
+	case r.Status == campaign.StatusCreated && !r.ExpiresAt.After(f.Now()):
+		status, url = StatusExpired, ""
+		errType = "url_expired"
+		errMsg = "the URL expired at " + r.ExpiresAt.UTC().Format(time.RFC3339) + "; run the campaign again to mint a fresh one"
+		f.counts.Expired++
+	case r.Status == campaign.StatusCreated:
+		f.counts.Created++
+		if f.counts.FirstExpiry.IsZero() || r.ExpiresAt.Before(f.counts.FirstExpiry) {
+			f.counts.FirstExpiry = r.ExpiresAt
+		}
+	default:
+		f.counts.Failed++
+	}
+	if !r.ExpiresAt.IsZero() && url != "" {
+		expires = r.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	attempts := ""
+	if r.Status != "" {
+		attempts = strconv.FormatInt(r.Attempts, 10)
+	}
+	return append(row, profileID, url, expires, status, errType, errMsg, r.RequestID, attempts)
+}
+
+func (f *File) writeJSON(row []string) error {
+	f.buf.Reset()
+	f.buf.WriteByte('{')
+	for i, v := range row {
+		if i > 0 {
+			f.buf.WriteByte(',')
+		}
+		f.enc.Encode(f.header[i])
+		f.buf.Truncate(f.buf.Len() - 1) // Encode ends with a newline
+		f.buf.WriteByte(':')
+		if f.header[i] == "attempts" && v != "" {
+			f.buf.WriteString(v)
+			continue
+		}
+		f.enc.Encode(v)
+		f.buf.Truncate(f.buf.Len() - 1)
+	}
+	f.buf.WriteString("}\n")
+	_, err := f.bw.Write(f.buf.Bytes())
+	return err
+}
+
+// Counts returns what was written so far.
+func (f *File) Counts() Counts { return f.counts }
+
+// Commit finishes the file and renames it into place.
+func (f *File) Commit() error {
+	var err error
+	if f.cw != nil {
+		f.cw.Flush()
+		err = f.cw.Error()
 	}
 	if err == nil {
-		err = bw.Flush()
+		err = f.bw.Flush()
 	}
 	if err == nil {
-		err = tmp.Sync()
+		err = f.tmp.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = os.Rename(f.tmp.Name(), f.path)
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		os.Remove(f.tmp.Name())
+		return fmt.Errorf("write %s: %w", f.path, err)
 	}
 	return nil
 }
 
-// Row returns a result's values in the order of passthrough then Columns.
-func Row(passthrough []string, r campaign.Result) []string {
-	row := make([]string, 0, len(passthrough)+len(Columns))
-	for _, c := range passthrough {
-		row = append(row, r.Columns[c])
-	}
-	expires := ""
-	if !r.ExpiresAt.IsZero() {
-		expires = r.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	return append(row, r.ProfileID, r.URL, expires, string(r.Status),
-		r.ErrorType, r.ErrorMessage, r.RequestID, strconv.FormatInt(r.Attempts, 10))
-}
-
-func writeCSV(w io.Writer, passthrough []string, results []campaign.Result) error {
-	cw := csv.NewWriter(w)
-	cw.UseCRLF = true // RFC 4180 line breaks, inside fields too
-	if err := cw.Write(append(append([]string{}, passthrough...), Columns...)); err != nil {
-		return err
-	}
-	for _, r := range results {
-		if err := cw.Write(Row(passthrough, r)); err != nil {
-			return err
-		}
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
-func writeJSONL(w io.Writer, passthrough []string, results []campaign.Result) error {
-	header := append(append([]string{}, passthrough...), Columns...)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep '&' in URLs readable
-	for _, r := range results {
-		buf.Reset()
-		buf.WriteByte('{')
-		for i, v := range Row(passthrough, r) {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			enc.Encode(header[i])
-			buf.Truncate(buf.Len() - 1) // Encode ends with a newline
-			buf.WriteByte(':')
-			if header[i] == "attempts" {
-				buf.WriteString(v)
-				continue
-			}
-			enc.Encode(v)
-			buf.Truncate(buf.Len() - 1)
-		}
-		buf.WriteString("}\n")
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return err
-		}
-	}
-	return nil
+// Abort drops the file.
+func (f *File) Abort() {
+	f.tmp.Close()
+	os.Remove(f.tmp.Name())
 }

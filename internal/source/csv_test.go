@@ -124,10 +124,47 @@ func TestCSV(t *testing.T) {
 			records: []Record{rec(7, "uprof_a", "1", "2"), rec(11, "uprof_b", "3", "4")},
 		},
 		{
-			name:    "a row of spaces is not blank",
-			input:   "user_profile_id\n  \n",
+			name:    "lines of spaces and tabs are blank",
+			input:   " \nuser_profile_id,a\n \n\t \r\nuprof_a,1\n  \n",
+			columns: []string{"a"},
+			records: []Record{rec(5, "uprof_a", "1")},
+		},
+		{
+			name:    "a line of spaces is blank in a one-column file too",
+			input:   "user_profile_id\n  \nuprof_a\n\t\n",
 			columns: []string{},
-			records: []Record{rec(2, "")},
+			records: []Record{rec(3, "uprof_a")},
+		},
+		{
+			name:    "a row of separators and spaces is not blank",
+			input:   "user_profile_id,a\n , \n",
+			columns: []string{"a"},
+			records: []Record{rec(2, "", " ")},
+		},
+		{
+			name:    "UTF-8 text, U+FFFD included, passes",
+			input:   "user_profile_id,Prénom\nuprof_a,Björk \uFFFD 日本\n",
+			columns: []string{"pr_nom"},
+			records: []Record{rec(2, "uprof_a", "Björk \uFFFD 日本")},
+		},
+		{
+			name:    "sep line names the separator and counts as a line",
+			input:   "sep=;\nuser_profile_id;email\n\nuprof_a;\"a;b\"\n",
+			columns: []string{"email"},
+			records: []Record{rec(4, "uprof_a", "a;b")},
+		},
+		{
+			name:    "sep line after a BOM, with CRLF, overriding Comma",
+			input:   "\uFEFFsep=\t\r\nuser_profile_id\tnote\r\nuprof_a\t\"x\r\ny\"\r\nuprof_b\t,\r\n",
+			cfg:     CSVConfig{Comma: ';'},
+			columns: []string{"note"},
+			records: []Record{rec(3, "uprof_a", "x\ny"), rec(5, "uprof_b", ",")},
+		},
+		{
+			name:    "a header cell starting sep= is not a sep line",
+			input:   "sep=;,user_profile_id\nx,uprof_a\n",
+			columns: []string{"sep"},
+			records: []Record{rec(2, "uprof_a", "x")},
 		},
 		{
 			name:    "id trimmed of spaces and tabs, values untouched",
@@ -194,8 +231,9 @@ func TestCSVErrors(t *testing.T) {
 		cfg     CSVConfig
 		records int      // records read before the error
 		line    int      // the *LineError's line; 0 for an error without one
-		is      error    // what the error wraps
+		is      error    // what the error wraps, if anything
 		msg     []string // what its message says
+		text    string   // the whole message, if given
 	}{
 		{
 			name:  "empty file",
@@ -327,6 +365,190 @@ func TestCSVErrors(t *testing.T) {
 			is:      ErrRecordTooLarge,
 			msg:     []string{"1048576 bytes"},
 		},
+		{
+			name:    "Latin-1 in a value",
+			input:   "user_profile_id,Name\nuprof_a,Ana\n\nuprof_b,Bj\xf6rk\n",
+			records: 1,
+			line:    4,
+			is:      ErrNotUTF8,
+			text: `line 4: the file is not UTF-8 text: byte 0xF6 in column "Name" is not UTF-8 ` +
+				`(is the file Latin-1 or Windows-1252?); save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:    "Windows-1252 in the id, after a multi-line value",
+			input:   "note,user_profile_id\n\"a\r\nb\",uprof_a\nx,uprof_\x80\n",
+			records: 1,
+			line:    4,
+			is:      ErrNotUTF8,
+			text: `line 4: the file is not UTF-8 text: byte 0x80 in column "user_profile_id" is not UTF-8 ` +
+				`(is the file Latin-1 or Windows-1252?); save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "Latin-1 in the header",
+			input: "\n\"user_profile_id\",Pr\xe9nom\nuprof_a,x\n",
+			line:  2,
+			is:    ErrNotUTF8,
+			text: `line 2: the file is not UTF-8 text: byte 0xE9 in column 2 is not UTF-8 ` +
+				`(is the file Latin-1 or Windows-1252?); save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:    "a cut UTF-8 sequence in a column with no header text",
+			input:   "user_profile_id, \nuprof_a,\xc3\n",
+			line:    2,
+			is:      ErrNotUTF8,
+			records: 0,
+			msg:     []string{"byte 0xC3 in column 2 is not UTF-8"},
+		},
+		{
+			name:  "UTF-16LE with a byte order mark",
+			input: "\xff\xfeu\x00s\x00e\x00r\x00_\x00p\x00r\x00o\x00f\x00i\x00l\x00e\x00_\x00i\x00d\x00\r\x00\n\x00",
+			is:    ErrNotUTF8,
+			text:  `the file is not UTF-8 text: it is UTF-16; save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "UTF-16BE with a byte order mark",
+			input: "\xfe\xff\x00u\x00s\x00e\x00r\x00\n",
+			is:    ErrNotUTF8,
+			text:  `the file is not UTF-8 text: it is UTF-16; save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "UTF-16LE without a byte order mark, tab-separated",
+			input: "u\x00s\x00e\x00r\x00_\x00p\x00r\x00o\x00f\x00i\x00l\x00e\x00_\x00i\x00d\x00\t\x00n\x00\r\x00\n\x00",
+			is:    ErrNotUTF8,
+			text:  `the file is not UTF-8 text: it is UTF-16; save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "UTF-16BE without a byte order mark",
+			input: "\x00u\x00s\x00e\x00r",
+			is:    ErrNotUTF8,
+			text:  `the file is not UTF-8 text: it is UTF-16; save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:    "NUL byte in a value",
+			input:   "user_profile_id,Notes\nuprof_a,ok\nuprof_b,\"x\x00\"\n",
+			records: 1,
+			line:    3,
+			is:      ErrNotUTF8,
+			text: `line 3: the file is not UTF-8 text: NUL byte in column "Notes" ` +
+				`(is the file UTF-16, or not text?); save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "NUL byte in the header",
+			input: "user_profile_id,a\x00\n",
+			line:  1,
+			is:    ErrNotUTF8,
+			text: `line 1: the file is not UTF-8 text: NUL byte in column 2 ` +
+				`(is the file UTF-16, or not text?); save it as UTF-8 (in Excel, as "CSV UTF-8")`,
+		},
+		{
+			name:  "CR line endings",
+			input: "user_profile_id,name\ruprof_a,Ana\ruprof_b,Li\r",
+			line:  1,
+			is:    ErrLineEndings,
+			text:  "line 1: line endings are CR only, so the file reads as one row; save with LF or CRLF line endings",
+		},
+		{
+			name:  "CR line endings, one column, after a blank line",
+			input: "\r\nuser_profile_id\ruprof_a\ruprof_b",
+			line:  2,
+			is:    ErrLineEndings,
+			text:  "line 2: line endings are CR only, so the file reads as one row; save with LF or CRLF line endings",
+		},
+		{
+			name:  "CR line endings, file over the byte limit",
+			input: "user_profile_id,name\r" + strings.Repeat("uprof_a,Ana\r", 10),
+			cfg:   CSVConfig{MaxRecordBytes: 64},
+			line:  1,
+			is:    ErrRecordTooLarge,
+			text: "line 1: line endings are CR only, so the file reads as one row (record too large); " +
+				"save with LF or CRLF line endings",
+		},
+		{
+			name:    "a line of spaces in a two-column file is blank, a short row is not",
+			input:   "user_profile_id,a\n \nuprof_a\n",
+			line:    3,
+			is:      csv.ErrFieldCount,
+			text:    "line 3: wrong number of fields: 1 fields, header has 2",
+			records: 0,
+		},
+		{
+			name:  "a row of spaces and separators keeps its field count",
+			input: "user_profile_id,a,b\n\t,  \n",
+			line:  2,
+			is:    csv.ErrFieldCount,
+			text:  "line 2: wrong number of fields: 2 fields, header has 3",
+		},
+		{
+			name:  "semicolon-separated",
+			input: "user_profile_id;email\nuprof_a;a@example.com\n",
+			line:  1,
+			is:    ErrNoIDColumn,
+			text: `line 1: no id column "user_profile_id" in header ["user_profile_id;email"]; ` +
+				`this looks like a semicolon-separated file, but fields are read as separated by ',': ` +
+				`put the line "sep=;" above the header, or save the file with ',' between fields`,
+		},
+		{
+			name:  "tab-separated",
+			input: "Email\tUser Profile ID\ta;b\n",
+			line:  1,
+			is:    ErrNoIDColumn,
+			text: `line 1: no id column "user_profile_id" in header ["Email\tUser Profile ID\ta;b"]; ` +
+				`this looks like a tab-separated file, but fields are read as separated by ',': ` +
+				`put a line of "sep=" and a tab above the header, or save the file with ',' between fields`,
+		},
+		{
+			name:  "semicolon-separated, quoted",
+			input: "\"user_profile_id\";\"email\"\n",
+			line:  1,
+			is:    csv.ErrQuote,
+			text: `line 1: extraneous or missing " in quoted-field (column 17); ` +
+				`this looks like a semicolon-separated file, but fields are read as separated by ',': ` +
+				`put the line "sep=;" above the header, or save the file with ',' between fields`,
+		},
+		{
+			name:  "comma-separated, read with semicolons",
+			input: "user_profile_id,email\n",
+			cfg:   CSVConfig{Comma: ';'},
+			line:  1,
+			is:    ErrNoIDColumn,
+			text: `line 1: no id column "user_profile_id" in header ["user_profile_id,email"]; ` +
+				`this looks like a comma-separated file, but fields are read as separated by ';': ` +
+				`put the line "sep=," above the header, or save the file with ';' between fields`,
+		},
+		{
+			name:  "bad quoting in a comma-separated header gets no hint",
+			input: "user_profile_id,\"a\";b\n",
+			line:  1,
+			is:    csv.ErrQuote,
+			text:  `line 1: extraneous or missing " in quoted-field (column 19)`,
+		},
+		{
+			name:    "lines after a sep line",
+			input:   "sep=;\r\nuser_profile_id;n\r\nuprof_a;1\r\nuprof_b;\"x\r\ny\" z\r\n",
+			records: 1,
+			line:    4,
+			is:      csv.ErrQuote,
+			text:    `line 4: extraneous or missing " in quoted-field (line 5, column 2)`,
+		},
+		{
+			name:    "field count after a sep line",
+			input:   "sep=|\nuser_profile_id|n\nuprof_a|1|2\n",
+			records: 0,
+			line:    3,
+			is:      csv.ErrFieldCount,
+			text:    "line 3: wrong number of fields: 3 fields, header has 2",
+		},
+		{
+			name:  "sep line naming a quote",
+			input: "sep=\"\nuser_profile_id\n",
+			line:  1,
+			text:  `line 1: the line "sep=\"" names a separator that cannot separate fields`,
+		},
+		{
+			name:  "sep line and nothing else",
+			input: "sep=;\r\n\r\n",
+			is:    ErrNoHeader,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,7 +564,7 @@ func TestCSVErrors(t *testing.T) {
 				if len(got.records) != tt.records {
 					t.Errorf("got %d records before the error, want %d", len(got.records), tt.records)
 				}
-				if !errors.Is(got.err, tt.is) {
+				if tt.is != nil && !errors.Is(got.err, tt.is) {
 					t.Errorf("got error %v, want one wrapping %v", got.err, tt.is)
 				}
 
@@ -359,6 +581,9 @@ func TestCSVErrors(t *testing.T) {
 					if !strings.Contains(got.err.Error(), m) {
 						t.Errorf("got message %q, want it to contain %q", got.err, m)
 					}
+				}
+				if tt.text != "" && got.err.Error() != tt.text {
+					t.Errorf("got message\n%s\nwant\n%s", got.err, tt.text)
 				}
 			}
 		})

@@ -3,11 +3,26 @@
 //
 // # Input
 //
-// The input is RFC 4180 CSV: fields may be quoted, quoted fields may hold
-// the separator, doubled quotes and line breaks, and lines may end in LF or
-// CRLF. A leading UTF-8 byte order mark is dropped. Blank lines are
-// skipped, and so are rows whose every field is empty (",,,"), whatever
-// their field count.
+// The input is RFC 4180 CSV in UTF-8: fields may be quoted, quoted fields
+// may hold the separator, doubled quotes and line breaks, and lines may end
+// in LF or CRLF. A leading UTF-8 byte order mark is dropped. Blank lines
+// are skipped, and so are lines of only spaces and tabs, and rows whose
+// every field is empty (",,,") whatever their field count; a row of
+// separators and spaces (", ,") is not blank, and must match the header's
+// field count.
+//
+// The separator is [CSVConfig.Comma], unless the first line is "sep=X",
+// as Excel writes it: then X separates the fields of that file, and the
+// line is skipped (but counted). When the header reads as a single cell
+// holding semicolons or tabs, the missing id column is reported with what
+// to do about the separator.
+//
+// A file that is not UTF-8 text is refused rather than read into values
+// that would reach the API garbled: UTF-16 (with a byte order mark, or a
+// NUL beside each ASCII character) before the header is read; a byte that
+// is not UTF-8 (Latin-1, Windows-1252) or a NUL byte at the line holding
+// it, naming the column. So is a header holding a bare carriage return:
+// lines that end in CR alone make the whole file read as one row.
 //
 // The first row is the header. One of its cells must name the id column
 // ([DefaultIDColumn] unless [CSVConfig.IDColumn] says otherwise); the match
@@ -31,12 +46,14 @@
 //
 // # Errors and line numbers
 //
-// Lines are counted from 1, the header's first line included, and a record
-// is reported at the line it starts on, so the line numbers match what an
-// editor shows. A fault in the file's structure (bad quoting, a field
-// count that differs from the header's, a record longer than
-// [CSVConfig.MaxRecordBytes]) is a [*LineError] and ends the read: the
-// file needs fixing before any of it is trusted. An id that is present but
+// Lines are counted from 1 at the top of the file, a "sep=" line
+// included, and a record is reported at the line it starts on, so the line
+// numbers match what an editor shows. A fault in the file's structure (bad
+// quoting, a field count that differs from the header's, a record longer
+// than [CSVConfig.MaxRecordBytes], text that is not UTF-8 ([ErrNotUTF8]),
+// CR line endings ([ErrLineEndings])) is a [*LineError] and ends the read:
+// the file needs fixing before any of it is trusted. A UTF-16 file is
+// refused with an [ErrNotUTF8] that names no line. An id that is present but
 // malformed is not a structural fault; [Screen] reports it, record by
 // record, with the reason [uprof.Validate] gives.
 //

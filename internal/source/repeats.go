@@ -20,7 +20,8 @@ import (
 // it.
 //
 // Use: Add every record of the first pass, Finish, then Check every record
-// of the second pass in the same order. Not safe for concurrent use.
+// of the second pass in the same order. For a further pass over the same
+// records, Rewind first. Not safe for concurrent use.
 type Repeats struct {
 	seed    maphash.Seed
 	hashes  []uint64
@@ -74,6 +75,16 @@ func (r *Repeats) Finish() {
 		r.groupOf[r.lines[cur]] = g
 	}
 	r.hashes, r.lines, r.done = nil, nil, true
+}
+
+// Rewind makes r ready for another pass over the same records: it forgets
+// the ids Check has seen but keeps the repeats Finish found, so that Check
+// of the same records in the same order gives the same verdicts again.
+// Before Finish it does nothing.
+func (r *Repeats) Rewind() {
+	for _, g := range r.groups {
+		clear(g)
+	}
 }
 
 // Check returns rec's verdict in the second pass, as Screen.Check does.

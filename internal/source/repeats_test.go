@@ -55,6 +55,51 @@ func TestRepeatsHashCollision(t *testing.T) {
 	}
 }
 
+// TestRepeatsRewind checks the same records three times: after Rewind,
+// each pass gives the verdicts of the first, and without it a first
+// occurrence would read as a repeat of itself.
+func TestRepeatsRewind(t *testing.T) {
+	t.Parallel()
+	recs := records(t, readInput(t, "dups"))
+	rep := NewRepeats()
+	rep.Rewind() // before Finish: nothing to forget
+	for _, rec := range recs {
+		rep.Add(rec)
+	}
+	rep.Finish()
+
+	type verdict struct {
+		v     Verdict
+		first int
+	}
+	pass := func() []verdict {
+		var out []verdict
+		for _, rec := range recs {
+			v, _, first := rep.Check(rec)
+			out = append(out, verdict{v, first})
+		}
+		return out
+	}
+	want := pass()
+	if want[0] != (verdict{Valid, 0}) || want[37] != (verdict{Repeat, 2}) {
+		t.Fatalf("first pass: line 2 %v, line 39 %v; want valid, and repeat of line 2", want[0], want[37])
+	}
+
+	if again := pass(); again[0] != (verdict{Repeat, 2}) {
+		t.Errorf("a pass without Rewind: line 2 is %v, want it a repeat of itself (what Rewind is for)", again[0])
+	}
+	for n := 1; n <= 2; n++ {
+		rep.Rewind()
+		got := pass()
+		for i := range recs {
+			if got[i] != want[i] {
+				t.Errorf("Rewind %d, line %d: %v of line %d, want %v of line %d",
+					n, recs[i].Line, got[i].v, got[i].first, want[i].v, want[i].first)
+			}
+		}
+	}
+}
+
 func readInput(t *testing.T, name string) string {
 	t.Helper()
 	if name == "dups" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -24,6 +25,12 @@ const (
 	DefaultBackoffMax     = 5 * time.Minute
 	DefaultMaxLimiterWait = 10 * time.Second
 	DefaultPauseDelay     = 30 * time.Second
+
+	// MaxProfilePauses is how often one profile's 403 may pause the queue.
+	// A 403 usually means the key lacks a permission, which a resume after
+	// a fix cures; one that outlives two resumes is this profile's own, and
+	// is recorded as its failure so that the campaign can end.
+	MaxProfilePauses = 2
 )
 
 // Caller mints one link. *client.Client is one.
@@ -56,6 +63,8 @@ type Recorder interface {
 type Store interface {
 	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
 	CountCall(ctx context.Context, campaign, profileID string) (int64, error)
+	Calls(ctx context.Context, campaign, profileID string) (int64, error)
+	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
 }
 
@@ -220,6 +229,9 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 
 	if !p.Deadline.IsZero() && cfg.Now().After(p.Deadline) {
+		if a.calls, err = cfg.Store.Calls(ctx, p.Campaign, p.ProfileID); err != nil {
+			return err
+		}
 		return a.fail(ctx, "campaign_deadline_passed",
 			"campaign deadline "+p.Deadline.UTC().Format(time.RFC3339)+" passed before a URL was created", "")
 	}
@@ -309,6 +321,16 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		return &waitError{delay: delay, err: callErr}
 
 	case Pause:
+		if apiErr != nil && apiErr.StatusCode == http.StatusForbidden {
+			n, err := cfg.Store.CountPause(ctx, a.p.Campaign, a.p.ProfileID)
+			if err != nil {
+				return err
+			}
+			if n > MaxProfilePauses {
+				return a.fail(ctx, errorType(apiErr, d.Reason), fmt.Sprintf(
+					"refused for this profile after %d resumes of the queue: %s", MaxProfilePauses, message(apiErr, callErr)), requestID)
+			}
+		}
 		return a.pause(d, callErr, requestID)
 
 	case RetryMalformed:

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/producer"
+	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/source"
+)
+
+const (
+	pollInterval = 200 * time.Millisecond
+	exportBatch  = 500
+)
+
+// campaignRun is one run of enqueue over one input file: checked, then
+// enqueued, followed, and written out, each a pass over the file.
+type campaignRun struct {
+	cfg     config
+	rdb     redis.UniversalClient
+	store   *campaign.Store
+	stdout  io.Writer
+	log     *slog.Logger
+	path    string // the input, spooled when it is standard input
+	cleanup func()
+	repeats *source.Repeats
+	out     *sink.File // nil without --out
+	sum     producer.Summary
+}
+
+// prepare reads the whole input once, checking its structure and finding
+// its repeats, and creates the output file, so that a broken file or an
+// unwritable --out fails before anything is enqueued.
+func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin io.Reader, stdout io.Writer, log *slog.Logger) (*campaignRun, error) {
+	path, cleanup, err := inputFile(ctx, cfg.csvPath, stdin)
+	if err != nil {
+		return nil, err
+	}
+	r := &campaignRun{
+		cfg: cfg, rdb: rdb, store: campaign.NewStore(rdb, 0), stdout: stdout, log: log,
+		path: path, cleanup: cleanup, repeats: source.NewRepeats(),
+	}
+
+	recs, closeFile, err := r.open()
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	_, err = producer.Validate(recs, r.repeats.Add)
+	closeFile()
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("%s: %w (nothing was enqueued)", cfg.csvPath, err)
+	}
+	r.repeats.Finish()
+
+	if cfg.out != "" {
+		if r.out, err = sink.Create(cfg.out, recs.Columns()); err != nil {
+			r.close()
+			return nil, fmt.Errorf("--out: %w (nothing was enqueued)", err)
+		}
+	}
+	return r, nil
+}
+
+func (r *campaignRun) open() (*source.CSV, func(), error) {
+	f, err := os.Open(r.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--csv: %w", err)
+	}
+	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn})
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.csvPath, err)
+	}
+	return recs, func() { f.Close() }, nil
+}
+
+func (r *campaignRun) close() {
+	if r.out != nil {
+		r.out.Abort() // a no-op after Commit
+	}
+	r.cleanup()
+}
+
+// enqueue is the second pass: screen and enqueue every record, then print
+// the summary.
+func (r *campaignRun) enqueue(ctx context.Context) error {
+	recs, closeFile, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer closeFile()
+	pc := producer.Config{
+		Redis: r.rdb, Queue: r.cfg.queue, Campaign: r.cfg.campaign, Screen: r.repeats,
+		Concurrency: r.cfg.concurrency, MaxRetry: r.cfg.maxRetry, Logger: r.log,
+	}
+	if r.cfg.deadline > 0 {
+		pc.Deadline = time.Now().Add(r.cfg.deadline)
+	}
+	r.sum, err = producer.Enqueue(ctx, pc, recs)
+	printSummary(r.stdout, r.cfg.campaign, r.sum)
+	if err != nil {
+		return fmt.Errorf("enqueue stopped after %d rows: %w", r.sum.Read, err)
+	}
+	if r.sum.Valid > 0 {
+		printExpiryEstimate(r.stdout, r.sum, r.cfg)
+	}
+	return nil
+}
+
+// noneValid fails a run whose input held no valid profile at all: almost
+// always the wrong file or the wrong --id-column.
+func (r *campaignRun) noneValid() error {
+	if r.sum.Valid == 0 {
+		return fmt.Errorf("%s holds no valid profile id (check --id-column %q)", r.cfg.csvPath, r.cfg.idColumn)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, name string, s producer.Summary) {
+	for _, p := range s.Problems {
+		fmt.Fprintln(w, p.String())
+	}
+	if more := s.Invalid + s.Repeats - len(s.Problems); more > 0 {
+		fmt.Fprintf(w, "(%d more problems not listed)\n", more)
+	}
+	fmt.Fprintf(w, "campaign %s\n", name)
+	fmt.Fprintf(w, "  rows read         %d\n", s.Read)
+	fmt.Fprintf(w, "  enqueued          %d\n", s.Enqueued)
+	fmt.Fprintf(w, "  already enqueued  %d\n", s.AlreadyEnqueued)
+	if s.Reminted > 0 {
+		fmt.Fprintf(w, "  (of the enqueued, %d had a URL that expires within %s: minted again)\n", s.Reminted, campaign.RemintBefore)
+	}
+	fmt.Fprintf(w, "  repeats           %d\n", s.Repeats)
+	fmt.Fprintf(w, "  invalid           %d\n", s.Invalid)
+	if s.Unsent > 0 {
+		fmt.Fprintf(w, "  not enqueued      %d (the run stopped; run it again to enqueue them)\n", s.Unsent)
+	}
+}
+
+// printExpiryEstimate warns when the campaign will outlast its first
+// links: with the rate it runs at, the first URLs may expire before the
+// last are minted.
+func printExpiryEstimate(w io.Writer, s producer.Summary, cfg config) {
+	if cfg.rate <= 0 || (cfg.redisURL != "" && !cfg.local) {
+		return // fleet: the workers' --rate decides; see the README
+	}
+	eta := time.Duration(float64(s.Enqueued) / cfg.rate * float64(time.Second))
+	if eta > 45*time.Minute {
+		fmt.Fprintf(w, "warning: %d profiles at %.4g calls/s take about %s; the first links expire about an hour after they are minted, before the last are made.\n"+
+			"  send in smaller waves, or mail each result as it comes, or run the campaign again later to re-mint the expired links\n",
+			s.Enqueued, cfg.rate, eta.Round(time.Minute))
+	}
+}
+
+// follow polls the campaign until every profile has a result. In local
+// mode a paused queue ends the run (nobody else would resume it); in fleet
+// mode it is reported and waited out, as is a queue no worker serves.
+func (r *campaignRun) follow(ctx context.Context, local bool) error {
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	defer insp.Close()
+
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	start, lastReport := time.Now(), time.Now()
+	for {
+		prog, err := r.store.Progress(ctx, r.cfg.campaign)
+		if err != nil {
+			return err
+		}
+		if prog.Pending() == 0 {
+			return nil
+		}
+		if time.Since(lastReport) > 5*time.Second {
+			lastReport = time.Now()
+			r.report(insp, prog, local, time.Since(start))
+		}
+		if local {
+			if qi, err := insp.GetQueueInfo(r.cfg.queue); err == nil && qi.Paused {
+				return fmt.Errorf("the API refused the account (key, billing, permission or spend limit; see the log above) and the run stopped; %d of %d profiles have no result", prog.Pending(), prog.Total)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted: %d of %d profiles done: %w", prog.Done(), prog.Total, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// report prints a progress line, and in fleet mode says why nothing moves.
+func (r *campaignRun) report(insp *asynq.Inspector, prog campaign.Progress, local bool, elapsed time.Duration) {
+	line := fmt.Sprintf("progress: %d/%d done (%d created, %d failed)", prog.Done(), prog.Total, prog.Created, prog.Failed)
+	if done := prog.Done(); done > 0 {
+		left := time.Duration(float64(elapsed) / float64(done) * float64(prog.Pending()))
+		line += fmt.Sprintf(", about %s left", left.Round(time.Second))
+	}
+	fmt.Fprintln(r.stdout, line)
+	if local {
+		return
+	}
+	if qi, err := insp.GetQueueInfo(r.cfg.queue); err == nil && qi.Paused {
+		fmt.Fprintf(r.stdout, "queue %q is paused: fix the fault the workers logged, then run: enqueue --resume --queue %s\n", r.cfg.queue, r.cfg.queue)
+	}
+	if !servedBySomeWorker(insp, r.cfg.queue) {
+		fmt.Fprintf(r.stdout, "no worker serves queue %q: start cmd/worker --queue %s with the same Redis\n", r.cfg.queue, r.cfg.queue)
+	}
+}
+
+func servedBySomeWorker(insp *asynq.Inspector, queue string) bool {
+	servers, err := insp.Servers()
+	if err != nil {
+		return true // unknown: do not cry wolf
+	}
+	for _, s := range servers {
+		if _, ok := s.Queues[queue]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// finish writes --out (even after an interruption: what is done is kept)
+// and says how the run ended.
+func (r *campaignRun) finish(ctx context.Context, runErr error) error {
+	if r.out == nil {
+		if runErr != nil {
+			return runErr
+		}
+		return r.noneValid()
+	}
+	// The run's context may be cancelled (Ctrl-C); the export still runs.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	if err := r.export(ectx); err != nil {
+		return errors.Join(runErr, err)
+	}
+	c := r.out.Counts()
+	fmt.Fprintf(r.stdout, "wrote %d rows to %s: %d created, %d failed, %d expired, %d pending\n",
+		c.Rows, r.cfg.out, c.Created, c.Failed, c.Expired, c.Pending)
+	if c.Created > 0 {
+		fmt.Fprintf(r.stdout, "the first link expires at %s (in %s): send them before then\n",
+			c.FirstExpiry.UTC().Format(time.RFC3339), time.Until(c.FirstExpiry).Round(time.Minute))
+	}
+	switch {
+	case runErr != nil:
+		return runErr
+	case c.Failed+c.Expired+c.Pending > 0:
+		return errSomeFailed{int64(c.Failed + c.Expired + c.Pending)}
+	}
+	return r.noneValid()
+}
+
+// export is the last pass: each valid profile of the input, in input order,
+// with the input's columns and the campaign's result.
+func (r *campaignRun) export(ctx context.Context) error {
+	recs, closeFile, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer closeFile()
+	r.repeats.Rewind()
+
+	batch := make([]source.Record, 0, exportBatch)
+	flush := func() error {
+		ids := make([]string, len(batch))
+		for i, rec := range batch {
+			ids[i] = rec.ID
+		}
+		results, ok, err := r.store.GetMany(ctx, r.cfg.campaign, ids)
+		if err != nil {
+			return err
+		}
+		for i, rec := range batch {
+			res := campaign.Result{}
+			if ok[i] {
+				res = results[i]
+			}
+			if err := r.out.Write(rec.Values, res, rec.ID); err != nil {
+				return fmt.Errorf("write %s: %w", r.cfg.out, err)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for {
+		rec, err := recs.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if v, _, _ := r.repeats.Check(rec); v != source.Valid {
+			continue
+		}
+		if batch = append(batch, rec); len(batch) == exportBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return r.out.Commit()
+}
+
+// inputFile returns a path to read three times: the file itself, or
+// standard input spooled to a private temporary file. Ctrl-C stops the
+// spooling and removes the spool.
+func inputFile(ctx context.Context, path string, stdin io.Reader) (string, func(), error) {
+	if path != "-" {
+		return path, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "enrollq-stdin-*.csv")
+	if err != nil {
+		return "", nil, fmt.Errorf("spool standard input: %w", err)
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(f, stdin)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		f.Close()
+		cleanup()
+		return "", nil, fmt.Errorf("reading standard input: %w", ctx.Err())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("spool standard input: %w", err)
+	}
+	return f.Name(), cleanup, nil
+}
