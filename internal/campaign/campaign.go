@@ -205,17 +205,36 @@ func (s *Store) Get(ctx context.Context, campaign, profileID string) (Result, bo
 	return r, true, nil
 }
 
-// CountCall notes one more API call for a profile and returns the total so
-// far. The count bounds every kind of retry, rate-limit waits included.
-func (s *Store) CountCall(ctx context.Context, campaign, profileID string) (int64, error) {
-	k := key(campaign, "calls")
-	pipe := s.rdb.TxPipeline()
-	n := pipe.HIncrBy(ctx, k, profileID, 1)
-	pipe.Expire(ctx, k, s.retention)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("count call for %s: %w", profileID, err)
+// beginScript counts one more API call for a profile, unless a result is
+// stored already. KEYS: status, calls; ARGV: profile id, retention seconds.
+// It returns the stored status (” for none) and the calls so far.
+var beginScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], ARGV[1])
+if st then
+  return {st, tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
+end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {'', n}
+`)
+
+// BeginCall is asked right before an API call: when the profile has no
+// result yet, it counts the call and returns the total so far, which
+// bounds every kind of retry, rate-limit waits included. When a result is
+// stored (a task that ran again after a crash), it returns that status
+// and counts nothing. One round trip, on the path of every task.
+func (s *Store) BeginCall(ctx context.Context, campaign, profileID string) (Status, int64, error) {
+	keys := []string{key(campaign, "status"), key(campaign, "calls")}
+	v, err := beginScript.Run(ctx, s.rdb, keys, profileID, int64(s.retention.Seconds())).Slice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("unexpected reply %v", v)
 	}
-	return n.Val(), nil
+	if err != nil {
+		return "", 0, fmt.Errorf("count call for %s: %w", profileID, err)
+	}
+	st, _ := v[0].(string)
+	n, _ := v[1].(int64)
+	return Status(st), n, nil
 }
 
 // CountPause notes that a profile's call paused the queue and returns how

@@ -98,7 +98,7 @@ func (c Config) withDefaults() Config {
 		c.Endpoint = EnrollmentURL
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.HTTPClient = &http.Client{Transport: newTransport()}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -118,6 +118,18 @@ func (c Config) validate() error {
 		return fmt.Errorf("endpoint %q: must be %q or %q", c.Endpoint, EnrollmentURL, ActionURL)
 	}
 	return nil
+}
+
+// maxIdlePerHost keeps a connection for every task a worker runs at once.
+// http.DefaultTransport keeps 2 per host, so a worker with more tasks in
+// flight over HTTP/1.1 would close and reopen connections all the time.
+const maxIdlePerHost = 256
+
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = maxIdlePerHost
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return t
 }
 
 // Client mints enrollment URLs.

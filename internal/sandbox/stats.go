@@ -1,7 +1,12 @@
 package sandbox
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -138,4 +143,28 @@ func (w *window) grow() {
 		ring[i] = w.ring[(w.head+i)%len(w.ring)]
 	}
 	w.ring, w.head = ring, 0
+}
+
+// FetchStats asks a running sandbox at baseURL for its Stats, as the
+// benchmarks and the chaos suite do from another process.
+func FetchStats(ctx context.Context, baseURL string) (Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+StatsPath, nil)
+	if err != nil {
+		return Stats{}, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Stats{}, fmt.Errorf("sandbox stats: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return Stats{}, fmt.Errorf("sandbox stats: status %s", res.Status)
+	}
+	var st Stats
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		return Stats{}, fmt.Errorf("decode sandbox stats: %w", err)
+	}
+	return st, nil
 }

@@ -62,7 +62,7 @@ type Recorder interface {
 // Store is the shared result store. *campaign.Store is one.
 type Store interface {
 	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
-	CountCall(ctx context.Context, campaign, profileID string) (int64, error)
+	BeginCall(ctx context.Context, campaign, profileID string) (campaign.Status, int64, error)
 	Calls(ctx context.Context, campaign, profileID string) (int64, error)
 	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
@@ -198,6 +198,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return run.do(ctx)
 }
 
+// done reports whether a stored status is final for this task.
+func done(s campaign.Status) bool {
+	return s == campaign.StatusCreated || s == campaign.StatusFailed
+}
+
 // attempt is one run of one task.
 type attempt struct {
 	h        *Handler
@@ -217,18 +222,11 @@ func (a *attempt) do(ctx context.Context) error {
 		return a.fail(ctx, "invalid_user_profile_id", err.Error(), "")
 	}
 
-	// A task that runs again after its result was stored (a crash between
-	// the store and asynq's acknowledgement) makes no second call.
-	status, err := cfg.Store.Status(ctx, p.Campaign, p.ProfileID)
-	if err != nil {
-		return err
-	}
-	if status == campaign.StatusCreated || status == campaign.StatusFailed {
-		a.log.Debug("result already stored", "status", status)
-		return nil
-	}
-
 	if !p.Deadline.IsZero() && cfg.Now().After(p.Deadline) {
+		status, err := cfg.Store.Status(ctx, p.Campaign, p.ProfileID)
+		if err != nil || done(status) {
+			return err
+		}
 		if a.calls, err = cfg.Store.Calls(ctx, p.Campaign, p.ProfileID); err != nil {
 			return err
 		}
@@ -240,10 +238,19 @@ func (a *attempt) do(ctx context.Context) error {
 		return err
 	}
 
-	a.calls, err = cfg.Store.CountCall(ctx, p.Campaign, p.ProfileID)
+	// A task that runs again after its result was stored (a crash between
+	// the store and asynq's acknowledgement) makes no second call. The
+	// check and the call count are one round trip to Redis; such a rerun
+	// costs a limiter token, which is rare enough not to matter.
+	status, calls, err := cfg.Store.BeginCall(ctx, p.Campaign, p.ProfileID)
 	if err != nil {
 		return err
 	}
+	if done(status) {
+		a.log.Debug("result already stored", "status", status)
+		return nil
+	}
+	a.calls = calls
 	start := time.Now()
 	link, callErr := cfg.Caller.Create(ctx, p.ProfileID)
 	if cfg.Metrics != nil {
@@ -409,7 +416,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 		a.h.cfg.Metrics.ObserveResult(string(r.Status))
 	}
 	if r.Status == campaign.StatusCreated {
-		a.log.Info("enrollment url created", "status", r.Status, "attempt", a.calls,
+		a.log.Debug("enrollment url created", "status", r.Status, "attempt", a.calls,
 			"request_id", r.RequestID, "expires_at", r.ExpiresAt.Format(time.RFC3339))
 	} else {
 		a.log.Warn("profile failed", "status", r.Status, "attempt", a.calls,

@@ -248,7 +248,7 @@ func TestHandlerMaxCallsBoundsWaits(t *testing.T) {
 	t.Parallel()
 	b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error"})
 	for range DefaultMaxCalls - 1 {
-		if _, err := b.store.CountCall(context.Background(), b.campaign, testID); err != nil {
+		if _, _, err := b.store.BeginCall(context.Background(), b.campaign, testID); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/enrollq/enrollq/internal/redisconn"
+)
+
+// noopCommand is the hidden subcommand that serves a queue with a handler
+// that does nothing: the raw asynq throughput the worker is compared with.
+const noopCommand = "noop-worker"
+
+// noopTaskType is the type of the tasks the no-op worker handles.
+const noopTaskType = "bench:noop"
+
+// runNoopWorker serves --queue with a handler that returns nil, with the
+// asynq settings of internal/worker that bear on throughput, until ctx
+// ends.
+func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
+	var (
+		redisURL    string
+		queue       string
+		concurrency int
+	)
+	fs := flag.NewFlagSet(noopCommand, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&redisURL, "redis-url", defaultRedisURL, "Redis URL")
+	fs.StringVar(&queue, "queue", "", "asynq queue to serve; required")
+	fs.IntVar(&concurrency, "concurrency", 10, "tasks at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if queue == "" {
+		return errors.New("noop-worker: --queue is required")
+	}
+
+	rdb, err := redisconn.Open(ctx, redisURL, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              concurrency,
+		Queues:                   map[string]int{queue: 1},
+		TaskCheckInterval:        100 * time.Millisecond, // as internal/worker
+		DelayedTaskCheckInterval: time.Second,
+		LogLevel:                 asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(noopTaskType, func(context.Context, *asynq.Task) error { return nil })
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("noop-worker: %w", err)
+	}
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
+}
