@@ -60,6 +60,10 @@ type Error struct {
 	// ShouldRetry is the x-should-retry header: nil when absent.
 	ShouldRetry *bool
 
+	// RateLimit holds the anthropic-ratelimit-requests-* headers of an API
+	// answer; its zero value (Limit 0) means none arrived.
+	RateLimit RateLimitInfo
+
 	Err error // the transport error, when there was one
 }
 
@@ -138,6 +142,7 @@ func (c *Client) classify(ctx context.Context, profileID string, resp *http.Resp
 		}
 		e.RetryAfter, e.HasRetryAfter = RetryAfter(resp.Header, c.cfg.Now())
 		e.ShouldRetry = shouldRetry(resp.Header)
+		e.RateLimit = rateLimitInfo(resp)
 		// The API's error text goes into our messages; the SDK's own
 		// wrapping (which repeats the request URL and raw body) does not.
 		e.Err = nil

@@ -11,7 +11,11 @@
 //     share one budget: --rate is requests per second for all of them.
 //
 // A 429 from the API sets a shared cool-down key; every worker waits it
-// out before its next call, not only the task that was refused.
+// out before its next call, not only the task that was refused. When the
+// API's anthropic-ratelimit-requests-* headers say its bucket is nearly
+// empty, the same cool-down spaces the next calls one refill apart, so the
+// fleet slows to the API's pace before it is refused (and never speeds up
+// beyond --rate: the headers only ever add waiting).
 package ratelimit
 
 import (
@@ -148,18 +152,30 @@ func (f *Fleet) Wait(ctx context.Context) error {
 	}
 }
 
-// Observe sets the shared cool-down after a 429 that named a wait, so that
-// every worker honours it.
-func (f *Fleet) Observe(ctx context.Context, _ client.Link, err error) {
-	var e *client.Error
-	if !errors.As(err, &e) || e.StatusCode != 429 || !e.HasRetryAfter || e.RetryAfter <= 0 {
+// Observe sets the shared cool-down after a 429 that named a wait, or when
+// the rate-limit headers say the API's bucket is nearly empty, so that
+// every worker honours it. A cool-down only ever grows: a shorter one never
+// cuts a longer one short.
+func (f *Fleet) Observe(ctx context.Context, link client.Link, err error) {
+	wait := pause(link, err)
+	if wait <= 0 {
 		return
 	}
-	wait := min(e.RetryAfter, f.maxCool)
+	wait = min(wait, f.maxCool)
 	until := time.Now().Add(wait).UnixMilli()
+	ttl := (wait + time.Second).Milliseconds()
 	// Best effort: a lost cool-down costs at most one more 429 per worker.
-	_ = f.rdb.Set(ctx, f.cooldown, until, wait+time.Second).Err()
+	_ = extendCooldown.Run(ctx, f.rdb, []string{f.cooldown}, until, ttl).Err()
 }
+
+// extendCooldown sets KEYS[1] to ARGV[1] (Unix ms) with a TTL of ARGV[2] ms,
+// unless it already holds a later time.
+var extendCooldown = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0`)
 
 // cooldownLeft reads the shared cool-down. The key holds its end as Unix
 // milliseconds (its TTL only cleans it up), so the wait does not depend on
@@ -205,18 +221,62 @@ func (c *Cooldown) Wait(ctx context.Context) error {
 	return c.Local.Wait(ctx)
 }
 
-// Observe starts a cool-down after a 429 with a wait hint.
-func (c *Cooldown) Observe(_ context.Context, _ client.Link, err error) {
-	var e *client.Error
-	if !errors.As(err, &e) || e.StatusCode != 429 || !e.HasRetryAfter || e.RetryAfter <= 0 {
+// Observe starts a cool-down after a 429 with a wait hint, or when the
+// rate-limit headers say the API's bucket is nearly empty.
+func (c *Cooldown) Observe(_ context.Context, link client.Link, err error) {
+	wait := pause(link, err)
+	if wait <= 0 {
 		return
 	}
-	next := time.Now().Add(min(e.RetryAfter, client.MaxRetryAfter))
+	next := time.Now().Add(min(wait, client.MaxRetryAfter))
 	u := <-c.until
 	if next.After(u) {
 		u = next
 	}
 	c.until <- u
+}
+
+// pause is how long every caller should wait after one answer: a 429's
+// retry-after, or the pace that the rate-limit headers call for.
+func pause(link client.Link, err error) time.Duration {
+	var e *client.Error
+	if errors.As(err, &e) {
+		if e.StatusCode == 429 && e.HasRetryAfter && e.RetryAfter > 0 {
+			return e.RetryAfter
+		}
+		return headerPace(e.RateLimit, time.Now())
+	}
+	if err != nil {
+		return 0
+	}
+	return headerPace(link.RateLimit, time.Now())
+}
+
+// resetGranularity is how coarse anthropic-ratelimit-requests-reset is: it
+// carries whole seconds, so the bucket may be full up to a second earlier
+// than it says.
+const resetGranularity = time.Second
+
+// headerPace reads the anthropic-ratelimit-requests-* headers of one answer.
+// Once remaining is down to a tenth of the limit (at least 1), the next
+// call should wait for one token to refill: the time until the bucket is
+// full, spread over the tokens it lacks. That time is taken at its
+// shortest (reset less its one-second rounding), so a bucket that refills
+// within the rounding adds no wait at all and a fast API is never slowed.
+func headerPace(rl client.RateLimitInfo, now time.Time) time.Duration {
+	if rl.Limit <= 0 || rl.Remaining < 0 || rl.Reset.IsZero() {
+		return 0
+	}
+	lowWater := max(1, rl.Limit/10)
+	missing := rl.Limit - rl.Remaining
+	if rl.Remaining > lowWater || missing <= 0 {
+		return 0
+	}
+	untilFull := rl.Reset.Sub(now) - resetGranularity
+	if untilFull <= 0 {
+		return 0
+	}
+	return untilFull / time.Duration(missing)
 }
 
 // sleep waits d or until ctx ends. A wait that would outlast ctx's

@@ -134,3 +134,86 @@ func TestLocalCooldown(t *testing.T) {
 		t.Errorf("waited %v with no cool-down", d)
 	}
 }
+
+func TestHeaderPace(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 3, 20, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		rl   client.RateLimitInfo
+		want time.Duration
+	}{
+		{"no headers", client.RateLimitInfo{Limit: -1, Remaining: -1}, 0},
+		{"zero value", client.RateLimitInfo{}, 0},
+		{"plenty left", client.RateLimitInfo{Limit: 60, Remaining: 30, Reset: now.Add(31 * time.Second)}, 0},
+		// 60 a minute, empty: full in 61 s at the most, 60 s at the
+		// least; one token is a second.
+		{"empty", client.RateLimitInfo{Limit: 60, Remaining: 0, Reset: now.Add(61 * time.Second)}, time.Second},
+		// At the low-water mark (a tenth): 54 tokens missing over 54 s.
+		{"low water", client.RateLimitInfo{Limit: 60, Remaining: 6, Reset: now.Add(55 * time.Second)}, time.Second},
+		{"just above low water", client.RateLimitInfo{Limit: 60, Remaining: 7, Reset: now.Add(54 * time.Second)}, 0},
+		// A bucket full again within the reset's one-second rounding
+		// (the sandbox at 40/s, burst 5) says nothing: no wait.
+		{"refills within rounding", client.RateLimitInfo{Limit: 5, Remaining: 0, Reset: now.Add(time.Second)}, 0},
+		{"reset past", client.RateLimitInfo{Limit: 5, Remaining: 0, Reset: now.Add(-time.Second)}, 0},
+		{"full", client.RateLimitInfo{Limit: 1, Remaining: 1, Reset: now.Add(5 * time.Second)}, 0},
+	}
+	for _, tt := range tests {
+		if got := headerPace(tt.rl, now); got != tt.want {
+			t.Errorf("%s: headerPace(%+v) = %v, want %v", tt.name, tt.rl, got, tt.want)
+		}
+	}
+}
+
+// TestFleetFollowsRateLimitHeaders: an answer saying the API's bucket is
+// empty makes every worker of the fleet wait for one refill.
+func TestFleetFollowsRateLimitHeaders(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	key := redistest.Name(t)
+	a, _ := NewFleet(FleetConfig{Redis: rdb, Rate: 1000, APIKey: key, Endpoint: "e"})
+	b, _ := NewFleet(FleetConfig{Redis: rdb, Rate: 1000, APIKey: key, Endpoint: "e"})
+
+	// 4 missing tokens, full in 2.6 s at the least: 650 ms a token.
+	a.Observe(context.Background(), client.Link{RateLimit: client.RateLimitInfo{
+		Limit: 4, Remaining: 0, Reset: time.Now().Add(3600 * time.Millisecond),
+	}}, nil)
+	start := time.Now()
+	if err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 550*time.Millisecond || waited > 1500*time.Millisecond {
+		t.Errorf("waited %v after an empty-bucket answer, want about 650ms", waited)
+	}
+
+	// A shorter pace never cuts a longer cool-down short.
+	a.Observe(context.Background(), client.Link{}, &client.Error{
+		Kind: client.KindAPI, StatusCode: 429, RetryAfter: 800 * time.Millisecond, HasRetryAfter: true,
+	})
+	a.Observe(context.Background(), client.Link{RateLimit: client.RateLimitInfo{
+		Limit: 10, Remaining: 0, Reset: time.Now().Add(2 * time.Second),
+	}}, nil) // 100 ms a token
+	start = time.Now()
+	if err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 700*time.Millisecond {
+		t.Errorf("waited %v, want the 429's 800ms to stand", waited)
+	}
+}
+
+func TestLocalCooldownFollowsRateLimitHeaders(t *testing.T) {
+	t.Parallel()
+	c := NewCooldown(NewLocal(0, 1))
+	c.Observe(context.Background(), client.Link{}, &client.Error{
+		Kind: client.KindAPI, StatusCode: 500,
+		RateLimit: client.RateLimitInfo{Limit: 2, Remaining: 0, Reset: time.Now().Add(1600 * time.Millisecond)},
+	})
+	start := time.Now()
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > time.Second {
+		t.Errorf("waited %v after an empty-bucket 500, want about 300ms", d)
+	}
+}
