@@ -472,3 +472,43 @@ func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) erro
 	}
 	return nil
 }
+
+// Unfinished returns the ids of the campaign's profiles that have no
+// result yet, sorted.
+func (s *Store) Unfinished(ctx context.Context, campaign string) ([]string, error) {
+	var out []string
+	batch := make([]string, 0, 1000)
+	check := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		st, err := s.rdb.HMGet(ctx, key(campaign, "status"), batch...).Result()
+		if err != nil {
+			return err
+		}
+		for i, v := range st {
+			if v == nil {
+				out = append(out, batch[i])
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	iter := s.rdb.SScan(ctx, key(campaign, "profiles"), 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
+			if err := check(); err != nil {
+				return nil, fmt.Errorf("read unfinished profiles of %s: %w", campaign, err)
+			}
+		}
+	}
+	err := iter.Err()
+	if err == nil {
+		err = check()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read unfinished profiles of %s: %w", campaign, err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
