@@ -78,7 +78,7 @@ func (r *campaignRun) open() (*source.CSV, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--csv: %w", err)
 	}
-	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn})
+	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn, Comma: r.cfg.comma})
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.csvPath, err)

@@ -20,19 +20,27 @@ import (
 	"github.com/enrollq/enrollq/internal/worker"
 )
 
+// DefaultRefreshWithin is --refresh's default window: URLs that expire
+// within it are minted again.
+const DefaultRefreshWithin = 30 * time.Minute
+
 // config is everything the flags and environment say.
 type config struct {
-	csvPath  string
-	idColumn string
-	campaign string
-	out      string
-	redisURL string
-	queue    string
-	wait     bool
-	local    bool
+	csvPath   string
+	idColumn  string
+	delimiter string // as given; comma is what it means
+	comma     rune   // 0: the reader's default (',')
+	campaign  string
+	out       string
+	redisURL  string
+	queue     string
+	wait      bool
+	local     bool
 
 	resume      bool
 	retryFailed bool
+	refresh     bool
+	within      time.Duration // with refresh: URLs expiring this soon are minted again
 
 	concurrency int // enqueue goroutines
 	maxRetry    int
@@ -63,11 +71,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintln(stderr, "usage: enqueue --csv FILE [flags]")
 		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
 		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
+		fmt.Fprintln(stderr, "       enqueue --refresh --campaign NAME [--within D]")
 		fs.PrintDefaults()
 	}
 
 	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
 	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
+	fs.StringVar(&c.delimiter, "delimiter", "", `field separator of --csv: ",", ";", "tab" or another single character (default ",", or what a "sep=" first line says)`)
 	fs.StringVar(&c.campaign, "campaign", "", "campaign name (default: input file name and today's UTC date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
@@ -76,6 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
 	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
 	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
+	fs.BoolVar(&c.refresh, "refresh", false, "enqueue --campaign's profiles whose URL expires within --within (or has expired) again, for fresh links")
+	fs.DurationVar(&c.within, "within", DefaultRefreshWithin, "with --refresh: mint again the URLs that expire within this")
 	fs.IntVar(&c.concurrency, "concurrency", producer.DefaultConcurrency, "enqueue goroutines")
 	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
@@ -109,15 +121,31 @@ func (c *config) validate() error {
 	switch {
 	case c.resume:
 		return nil
-	case c.retryFailed:
+	case c.retryFailed && c.refresh:
+		return usageError{errors.New("--retry-failed and --refresh: choose one")}
+	case c.retryFailed, c.refresh:
+		op := "--retry-failed"
+		if c.refresh {
+			op = "--refresh"
+		}
 		if c.campaign == "" {
-			return usageError{errors.New("--retry-failed needs --campaign")}
+			return usageError{fmt.Errorf("%s needs --campaign", op)}
 		}
 		if c.redisURL == "" {
-			return usageError{errors.New("--retry-failed needs --redis-url (a local run keeps nothing to retry)")}
+			return usageError{fmt.Errorf("%s needs --redis-url (a local run keeps no results to act on)", op)}
+		}
+		if c.within < 0 {
+			return usageError{fmt.Errorf("--within %s: must be 0 (expired only) or more", c.within)}
 		}
 	case c.csvPath == "":
 		return usageError{errors.New("--csv is required (a file, or - for standard input)")}
+	}
+	if c.delimiter != "" {
+		comma, err := source.ParseDelimiter(c.delimiter)
+		if err != nil {
+			return usageError{fmt.Errorf("--delimiter: %w", err)}
+		}
+		c.comma = comma
 	}
 	if c.campaign == "" {
 		c.campaign = defaultCampaign(c.csvPath, time.Now())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -43,17 +44,54 @@ func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 // their results and archived tasks are cleared first, so that the task id
 // of the earlier run does not block the new one.
 func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
+	n, err := requeueWhere(ctx, cfg, rdb, func(r campaign.Result) bool { return r.Status == campaign.StatusFailed })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "campaign %s: re-enqueued failed profiles: %d\n", cfg.campaign, n)
+	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	return nil
+}
+
+// refresh enqueues again the profiles of a campaign whose URL has expired
+// or expires within --within, so that a delayed mailing gets fresh links.
+// Each such profile's result is cleared and a new task mints a new URL,
+// which takes its place: the store keeps one row per profile, the newest.
+//
+// TODO: the old URL is cleared before the new one is minted, so a profile
+// whose refresh fails (say the profile was deleted since) ends failed even
+// if its old link had minutes left; export tells which.
+func refresh(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
+	cutoff := time.Now().Add(cfg.within)
+	n, err := requeueWhere(ctx, cfg, rdb, func(r campaign.Result) bool {
+		return r.Status == campaign.StatusCreated && !r.ExpiresAt.After(cutoff)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "campaign %s: re-enqueued profiles whose URL expires by %s (within %s): %d\n",
+		cfg.campaign, cutoff.UTC().Format(time.RFC3339), cfg.within, n)
+	if n > 0 {
+		fmt.Fprintf(stdout, "once the workers are done, write the results again: export --campaign %s --out FILE\n", cfg.campaign)
+	}
+	log.Info("expiring profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	return nil
+}
+
+// requeueWhere clears and enqueues again each of the campaign's results
+// that pick selects, and returns how many it enqueued.
+func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool) (int, error) {
 	store := campaign.NewStore(rdb, 0)
 	prog, err := store.Progress(ctx, cfg.campaign)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if prog.Total == 0 {
-		return fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+		return 0, fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
 	}
 	results, err := store.Results(ctx, cfg.campaign)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
@@ -61,17 +99,15 @@ func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, std
 
 	n := 0
 	for _, r := range results {
-		if r.Status != campaign.StatusFailed {
+		if !pick(r) {
 			continue
 		}
 		if err := requeue(ctx, cfg, store, insp, client, r); err != nil {
-			return fmt.Errorf("retry %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
+			return n, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
 		}
 		n++
 	}
-	fmt.Fprintf(stdout, "campaign %s: re-enqueued failed profiles: %d\n", cfg.campaign, n)
-	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "count", n)
-	return nil
+	return n, nil
 }
 
 func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result) error {
