@@ -49,6 +49,7 @@ type config struct {
 	// Local mode.
 	workers   int
 	rate      float64
+	rateSet   bool // --rate was given: in fleet mode, the estimate's rate
 	burst     int
 	sandbox   bool
 	sbFail    string
@@ -93,7 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
 
 	fs.IntVar(&c.workers, "workers", worker.DefaultConcurrency, "local mode: tasks run at once")
-	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit)")
+	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit); fleet mode: the workers' rate, to estimate the campaign's length")
 	fs.IntVar(&c.burst, "burst", worker.DefaultBurst, "local mode: API calls allowed at once")
 	fs.BoolVar(&c.sandbox, "sandbox", false, "local mode: serve the stand-in API in-process (no key needed)")
 	fs.StringVar(&c.sbFail, "sandbox-fail", "", `with --sandbox: injected faults, e.g. "500=0.05,429=0.05"`)
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
+	fs.Visit(func(f *flag.Flag) { c.rateSet = c.rateSet || f.Name == "rate" })
 	if c.local {
 		c.redisURL = ""
 	}

@@ -701,3 +701,40 @@ func TestDelimiterFlag(t *testing.T) {
 		checkCreated(t, r)
 	}
 }
+
+func TestExpiryWarning(t *testing.T) {
+	t.Parallel()
+	if got := expiryWarning(20000, 10, time.Hour, "c"); got != "" {
+		t.Errorf("20,000 at 10/s (33 min) within an hour: warned\n%s", got)
+	}
+	got := expiryWarning(40000, 10, time.Hour, "wave")
+	for _, want := range []string{
+		"40000 profiles at 10 calls/s take about 1h6m40s, but a URL lives about 1h0m0s",
+		"the first URLs expire (or have under 10m0s left) before the last are minted",
+		"a webhook sink", "at most 30000 profiles a wave",
+		"enqueue --refresh --campaign wave --within 30m0s", "export --campaign wave",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warning lacks %q:\n%s", want, got)
+		}
+	}
+	if got := expiryWarning(100, 0, time.Hour, "c"); got != "" {
+		t.Errorf("no rate: warned\n%s", got)
+	}
+}
+
+// TestLocalModeWarnsOfShortLivedURLs runs 25 profiles at 10 calls/s
+// against a sandbox whose URLs live 2 s: the estimate (2.5 s) outlasts
+// them, and the run says so before it starts.
+func TestLocalModeWarnsOfShortLivedURLs(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--local", "--sandbox", "--sandbox-ttl", "2s", "--rate", "10", "--csv", testdata+"profiles-25.csv", "--out", out)
+	if !strings.Contains(res.out, "25 profiles at 10 calls/s take about 2.5s, but a URL lives about 2s") {
+		t.Errorf("no expiry warning:\n%s", res.out)
+	}
+	warn, summary := strings.Index(res.out, "warning:"), strings.Index(res.out, "wrote 25 rows")
+	if warn < 0 || summary < 0 || warn > summary {
+		t.Errorf("the warning does not come before the results:\n%s", res.out)
+	}
+}
