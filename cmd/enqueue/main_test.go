@@ -556,11 +556,27 @@ func TestRefresh(t *testing.T) {
 	if res.err != nil || !strings.Contains(res.out, "(within 30m0s): 3") {
 		t.Fatalf("refresh --within 30m: %v\n%s", res.err, res.out)
 	}
-	waitDone(t, store, name)
-
-	after, err := store.Results(ctx, name)
-	if err != nil || len(after) != 3 {
-		t.Fatalf("results after: %d, %v; want 3 (one per profile)", len(after), err)
+	// The old URLs stay until the new ones replace them.
+	var after []campaign.Result
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if after, err = store.Results(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != 3 {
+			t.Fatalf("results during the refresh: %d, want 3 (one per profile)", len(after))
+		}
+		replaced := 0
+		for i := range after {
+			if after[i].URL != before[i].URL {
+				replaced++
+			}
+		}
+		if replaced == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refresh not done: %d API calls, results %+v", sb.Stats().Requests, after)
+		}
 	}
 	for i, r := range after {
 		old := before[i]
@@ -579,25 +595,6 @@ func TestRefresh(t *testing.T) {
 	}
 	if p, _ := store.Progress(ctx, name); p.Total != 3 || p.Created != 3 {
 		t.Errorf("progress %+v, want 3 profiles, 3 created", p)
-	}
-}
-
-// waitDone waits until every profile of the campaign has a result.
-func waitDone(t *testing.T, store *campaign.Store, name string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p, err := store.Progress(context.Background(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Pending() == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s not done: %+v", name, p)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -44,7 +44,8 @@ func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 // their results and archived tasks are cleared first, so that the task id
 // of the earlier run does not block the new one.
 func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
-	n, err := requeueWhere(ctx, cfg, rdb, func(r campaign.Result) bool { return r.Status == campaign.StatusFailed })
+	pick := func(r campaign.Result) bool { return r.Status == campaign.StatusFailed }
+	n, err := requeueWhere(ctx, cfg, rdb, pick, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -55,17 +56,15 @@ func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, std
 
 // refresh enqueues again the profiles of a campaign whose URL has expired
 // or expires within --within, so that a delayed mailing gets fresh links.
-// Each such profile's result is cleared and a new task mints a new URL,
-// which takes its place: the store keeps one row per profile, the newest.
-//
-// TODO: the old URL is cleared before the new one is minted, so a profile
-// whose refresh fails (say the profile was deleted since) ends failed even
-// if its old link had minutes left; export tells which.
+// Their results stay in place until the worker stores the new URL over
+// them (one row per profile, the newest), and a refresh that fails keeps
+// a URL that is still alive.
 func refresh(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
 	cutoff := time.Now().Add(cfg.within)
-	n, err := requeueWhere(ctx, cfg, rdb, func(r campaign.Result) bool {
+	pick := func(r campaign.Result) bool {
 		return r.Status == campaign.StatusCreated && !r.ExpiresAt.After(cutoff)
-	})
+	}
+	n, err := requeueWhere(ctx, cfg, rdb, pick, cutoff)
 	if err != nil {
 		return err
 	}
@@ -78,9 +77,11 @@ func refresh(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout 
 	return nil
 }
 
-// requeueWhere clears and enqueues again each of the campaign's results
-// that pick selects, and returns how many it enqueued.
-func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool) (int, error) {
+// requeueWhere enqueues again each of the campaign's results that pick
+// selects, and returns how many it enqueued. With a zero refreshBefore
+// each result is cleared first; otherwise the tasks are refreshes of
+// URLs that expire by refreshBefore (see tasks.Payload).
+func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool, refreshBefore time.Time) (int, error) {
 	store := campaign.NewStore(rdb, 0)
 	prog, err := store.Progress(ctx, cfg.campaign)
 	if err != nil {
@@ -102,7 +103,7 @@ func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pi
 		if !pick(r) {
 			continue
 		}
-		if err := requeue(ctx, cfg, store, insp, client, r); err != nil {
+		if err := requeue(ctx, cfg, store, insp, client, r, refreshBefore); err != nil {
 			return n, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
 		}
 		n++
@@ -110,16 +111,19 @@ func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pi
 	return n, nil
 }
 
-func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result) error {
+func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result, refreshBefore time.Time) error {
 	id := tasks.TaskID(r.Campaign, r.ProfileID)
 	if err := insp.DeleteTask(cfg.queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 		return err
 	}
-	if err := store.Forget(ctx, r.Campaign, r.ProfileID); err != nil {
-		return err
+	if refreshBefore.IsZero() {
+		if err := store.Forget(ctx, r.Campaign, r.ProfileID); err != nil {
+			return err
+		}
 	}
 	task, err := tasks.NewTask(tasks.Payload{
 		Campaign: r.Campaign, ProfileID: r.ProfileID, Seq: r.Seq, Columns: r.Columns,
+		EnqueuedAt: time.Now(), RefreshBefore: refreshBefore,
 	})
 	if err != nil {
 		return err

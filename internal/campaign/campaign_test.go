@@ -132,13 +132,13 @@ func TestForgetAndBeginCall(t *testing.T) {
 	ctx := context.Background()
 	s.Admit(ctx, c, []string{"uprof_f"})
 	for want := int64(1); want <= 3; want++ {
-		if st, n, err := s.BeginCall(ctx, c, "uprof_f"); err != nil || st != "" || n != want {
+		if st, n, err := s.BeginCall(ctx, c, "uprof_f", time.Time{}); err != nil || st != "" || n != want {
 			t.Fatalf("BeginCall = %q, %d, %v; want no status, %d", st, n, err, want)
 		}
 	}
 	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_f", Status: StatusFailed})
 	// With a result stored, a rerun learns it and counts no call.
-	if st, n, err := s.BeginCall(ctx, c, "uprof_f"); err != nil || st != StatusFailed || n != 3 {
+	if st, n, err := s.BeginCall(ctx, c, "uprof_f", time.Time{}); err != nil || st != StatusFailed || n != 3 {
 		t.Fatalf("BeginCall after a result = %q, %d, %v; want failed, 3", st, n, err)
 	}
 	if err := s.Forget(ctx, c, "uprof_f"); err != nil {
