@@ -26,16 +26,17 @@ const DefaultRefreshWithin = 30 * time.Minute
 
 // config is everything the flags and environment say.
 type config struct {
-	csvPath   string
-	idColumn  string
-	delimiter string // as given; comma is what it means
+	csvPath  string
+	idColumn string
+	campaign string
+	out      string
+	redisURL string
+	queue    string
+	wait     bool
+	local    bool
+
+	delimiter string // --delimiter as given; comma is what it means
 	comma     rune   // 0: the reader's default (',')
-	campaign  string
-	out       string
-	redisURL  string
-	queue     string
-	wait      bool
-	local     bool
 
 	resume      bool
 	retryFailed bool
