@@ -78,7 +78,7 @@ func (r *campaignRun) open() (*source.CSV, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--csv: %w", err)
 	}
-	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn})
+	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn, Comma: r.cfg.comma})
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.csvPath, err)
@@ -149,19 +149,57 @@ func printSummary(w io.Writer, name string, s producer.Summary) {
 	}
 }
 
-// printExpiryEstimate warns when the campaign will outlast its first
-// links: with the rate it runs at, the first URLs may expire before the
-// last are minted.
+// urlLifetime is how long a minted URL is taken to live when nothing else
+// says: about an hour, by the API's documentation.
+const urlLifetime = time.Hour
+
+// printExpiryEstimate estimates how long minting the enqueued profiles
+// takes at the campaign's rate, and warns when the first URLs would expire,
+// or come within campaign.RemintBefore of it, before the last are minted.
+// Local mode knows its rate (--rate); in fleet mode the workers' --rate
+// decides, so the estimate is made only when --rate is given here too.
 func printExpiryEstimate(w io.Writer, s producer.Summary, cfg config) {
-	if cfg.rate <= 0 || (cfg.redisURL != "" && !cfg.local) {
-		return // fleet: the workers' --rate decides; see the README
+	rate := cfg.rate
+	if cfg.redisURL != "" && !cfg.rateSet {
+		rate = 0
 	}
-	eta := time.Duration(float64(s.Enqueued) / cfg.rate * float64(time.Second))
-	if eta > 45*time.Minute {
-		fmt.Fprintf(w, "warning: %d profiles at %.4g calls/s take about %s; the first links expire about an hour after they are minted, before the last are made.\n"+
-			"  send in smaller waves, or mail each result as it comes, or run the campaign again later to re-mint the expired links\n",
-			s.Enqueued, cfg.rate, eta.Round(time.Minute))
+	lifetime := urlLifetime
+	if cfg.sandbox && cfg.sbTTL > 0 {
+		lifetime = cfg.sbTTL
 	}
+	if msg := expiryWarning(s.Enqueued, rate, lifetime, cfg.campaign); msg != "" {
+		fmt.Fprint(w, msg)
+	}
+}
+
+// expiryWarning is printExpiryEstimate's text for n profiles minted at
+// rate calls a second, whose URLs live lifetime; "" when they all fit.
+func expiryWarning(n int64, rate float64, lifetime time.Duration, name string) string {
+	if rate <= 0 || n == 0 {
+		return ""
+	}
+	eta := time.Duration(float64(n) / rate * float64(time.Second))
+	margin := campaign.RemintBefore
+	if lifetime < 2*margin {
+		margin = 0 // short-lived links (a test sandbox): only death counts
+	}
+	if eta+margin <= lifetime {
+		return ""
+	}
+	expire := "expire"
+	if margin > 0 {
+		expire = fmt.Sprintf("expire (or have under %s left)", margin)
+	}
+	shown := eta.Round(time.Second)
+	if eta < time.Minute {
+		shown = eta.Round(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("warning: %d profiles at %.4g calls/s take about %s, but a URL lives about %s: "+
+		"the first URLs %s before the last are minted.\n"+
+		"  mail each result as it comes (a webhook sink), or send in smaller waves (split the input, at most %d profiles a wave), "+
+		"or refresh before sending: enqueue --refresh --campaign %s --within %s, then export --campaign %s --out FILE\n",
+		n, rate, shown, lifetime, expire,
+		int64(rate*(lifetime-margin).Seconds()), name, DefaultRefreshWithin, name)
 }
 
 // follow polls the campaign until every profile has a result. In local

@@ -20,6 +20,10 @@ import (
 	"github.com/enrollq/enrollq/internal/worker"
 )
 
+// DefaultRefreshWithin is --refresh's default window: URLs that expire
+// within it are minted again.
+const DefaultRefreshWithin = 30 * time.Minute
+
 // config is everything the flags and environment say.
 type config struct {
 	csvPath  string
@@ -31,8 +35,13 @@ type config struct {
 	wait     bool
 	local    bool
 
+	delimiter string // --delimiter as given; comma is what it means
+	comma     rune   // 0: the reader's default (',')
+
 	resume      bool
 	retryFailed bool
+	refresh     bool
+	within      time.Duration // with refresh: URLs expiring this soon are minted again
 
 	concurrency int // enqueue goroutines
 	maxRetry    int
@@ -41,6 +50,7 @@ type config struct {
 	// Local mode.
 	workers   int
 	rate      float64
+	rateSet   bool // --rate was given: in fleet mode, the estimate's rate
 	burst     int
 	sandbox   bool
 	sbFail    string
@@ -63,11 +73,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintln(stderr, "usage: enqueue --csv FILE [flags]")
 		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
 		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
+		fmt.Fprintln(stderr, "       enqueue --refresh --campaign NAME [--within D]")
 		fs.PrintDefaults()
 	}
 
 	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
 	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
+	fs.StringVar(&c.delimiter, "delimiter", "", `field separator of --csv: ",", ";", "tab" or another single character (default ",", or what a "sep=" first line says)`)
 	fs.StringVar(&c.campaign, "campaign", "", "campaign name (default: input file name and today's UTC date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
@@ -76,12 +88,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
 	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
 	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
+	fs.BoolVar(&c.refresh, "refresh", false, "enqueue --campaign's profiles whose URL expires within --within (or has expired) again, for fresh links")
+	fs.DurationVar(&c.within, "within", DefaultRefreshWithin, "with --refresh: mint again the URLs that expire within this")
 	fs.IntVar(&c.concurrency, "concurrency", producer.DefaultConcurrency, "enqueue goroutines")
 	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
 
 	fs.IntVar(&c.workers, "workers", worker.DefaultConcurrency, "local mode: tasks run at once")
-	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit)")
+	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit); fleet mode: the workers' rate, to estimate the campaign's length")
 	fs.IntVar(&c.burst, "burst", worker.DefaultBurst, "local mode: API calls allowed at once")
 	fs.BoolVar(&c.sandbox, "sandbox", false, "local mode: serve the stand-in API in-process (no key needed)")
 	fs.StringVar(&c.sbFail, "sandbox-fail", "", `with --sandbox: injected faults, e.g. "500=0.05,429=0.05"`)
@@ -99,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
+	fs.Visit(func(f *flag.Flag) { c.rateSet = c.rateSet || f.Name == "rate" })
 	if c.local {
 		c.redisURL = ""
 	}
@@ -109,15 +124,31 @@ func (c *config) validate() error {
 	switch {
 	case c.resume:
 		return nil
-	case c.retryFailed:
+	case c.retryFailed && c.refresh:
+		return usageError{errors.New("--retry-failed and --refresh: choose one")}
+	case c.retryFailed, c.refresh:
+		op := "--retry-failed"
+		if c.refresh {
+			op = "--refresh"
+		}
 		if c.campaign == "" {
-			return usageError{errors.New("--retry-failed needs --campaign")}
+			return usageError{fmt.Errorf("%s needs --campaign", op)}
 		}
 		if c.redisURL == "" {
-			return usageError{errors.New("--retry-failed needs --redis-url (a local run keeps nothing to retry)")}
+			return usageError{fmt.Errorf("%s needs --redis-url (a local run keeps no results to act on)", op)}
+		}
+		if c.within < 0 {
+			return usageError{fmt.Errorf("--within %s: must be 0 (expired only) or more", c.within)}
 		}
 	case c.csvPath == "":
 		return usageError{errors.New("--csv is required (a file, or - for standard input)")}
+	}
+	if c.delimiter != "" {
+		comma, err := source.ParseDelimiter(c.delimiter)
+		if err != nil {
+			return usageError{fmt.Errorf("--delimiter: %w", err)}
+		}
+		c.comma = comma
 	}
 	if c.campaign == "" {
 		c.campaign = defaultCampaign(c.csvPath, time.Now())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -259,6 +260,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--redis-url", "redis://x:y:z", "--csv", "x.csv"}, "--redis-url"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sandbox"}, "--local"},
 		{[]string{"--retry-failed"}, "--retry-failed needs --campaign"},
+		{[]string{"--refresh"}, "--refresh needs --campaign"},
+		{[]string{"--refresh", "--retry-failed", "--campaign", "c"}, "choose one"},
+		{[]string{"--refresh", "--campaign", "c", "--local"}, "--refresh needs --redis-url"},
+		{[]string{"--refresh", "--campaign", "c", "--within", "-1m", "--redis-url", "redis://127.0.0.1:1"}, "--within"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--delimiter", "ab"}, "--delimiter"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--delimiter", `"`}, "--delimiter"},
 	}
 	for _, tt := range tests {
 		res := runCmd(t, tt.args...)
@@ -442,16 +449,7 @@ func TestNoValidProfileFails(t *testing.T) {
 // columns.
 func TestFleetRerunRemintsExpiredAndWritesThisInput(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.New(t)
-	name := redistest.Name(t)
-	sb, err := sandbox.New(sandbox.Config{TTL: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-	startWorkers(t, rdb, name, api.URL, 1)
-	url := redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+	_, name, url, sb := fleet(t, sandbox.Config{TTL: 2 * time.Second})
 
 	dir := t.TempDir()
 	first := filepath.Join(dir, "a.csv")
@@ -482,14 +480,38 @@ func TestFleetRerunRemintsExpiredAndWritesThisInput(t *testing.T) {
 	}
 }
 
+// fleet starts a sandbox with cfg and one worker against it, on a queue
+// and campaign of the test's own, and returns the test's Redis, that name,
+// the Redis URL for enqueue, and the sandbox.
+func fleet(t *testing.T, cfg sandbox.Config) (*redis.Client, string, string, *sandbox.Server) {
+	t.Helper()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+	startWorkers(t, rdb, name, api.URL, 1)
+	return rdb, name, redisURLOf(t, rdb.Options().Addr, rdb.Options().DB), sb
+}
+
 // startWorkers runs n in-process workers on queue against the API at base.
 func startWorkers(t *testing.T, rdb *redis.Client, queue, base string, n int) {
+	t.Helper()
+	startEndpointWorkers(t, rdb, queue, base, n, client.EnrollmentURL)
+}
+
+// startEndpointWorkers runs n in-process workers on queue that call
+// endpoint of the API at base.
+func startEndpointWorkers(t *testing.T, rdb *redis.Client, queue, base string, n int, endpoint client.Endpoint) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range n {
 		w, err := worker.New(worker.Config{
 			Redis: rdb, Queue: queue, Concurrency: 8, Rate: 0, Fleet: true, Logger: quiet,
-			Client: client.Config{APIKey: "k", BaseURL: base, Timeout: 5 * time.Second},
+			Client: client.Config{APIKey: "k", BaseURL: base, Timeout: 5 * time.Second, Endpoint: endpoint},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -504,4 +526,212 @@ func startWorkers(t *testing.T, rdb *redis.Client, queue, base string, n int) {
 		insp.DeleteQueue(queue, true)
 		insp.Close()
 	})
+}
+
+// TestRefresh runs a campaign whose URLs live 20 minutes, then refreshes
+// it: a window of 10 minutes touches nothing, one of 30 minutes mints
+// every URL again, and the store then holds the newest URL, one result
+// per profile.
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	rdb, name, url, sb := fleet(t, sandbox.Config{TTL: 20 * time.Minute})
+
+	in := writeProfiles(t, 3)
+	out := filepath.Join(t.TempDir(), "r.csv")
+	if res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait", "--out", out); res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+	ctx := context.Background()
+	store := campaign.NewStore(rdb, 0)
+	before, err := store.Results(ctx, name)
+	if err != nil || len(before) != 3 {
+		t.Fatalf("results before: %d, %v; want 3", len(before), err)
+	}
+
+	res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--refresh", "--within", "10m")
+	if res.err != nil || !strings.Contains(res.out, "(within 10m0s): 0") {
+		t.Fatalf("refresh --within 10m: %v\n%s", res.err, res.out)
+	}
+	res = runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--refresh", "--within", "30m")
+	if res.err != nil || !strings.Contains(res.out, "(within 30m0s): 3") {
+		t.Fatalf("refresh --within 30m: %v\n%s", res.err, res.out)
+	}
+	// The old URLs stay until the new ones replace them.
+	var after []campaign.Result
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if after, err = store.Results(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != 3 {
+			t.Fatalf("results during the refresh: %d, want 3 (one per profile)", len(after))
+		}
+		replaced := 0
+		for i := range after {
+			if after[i].URL != before[i].URL {
+				replaced++
+			}
+		}
+		if replaced == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refresh not done: %d API calls, results %+v", sb.Stats().Requests, after)
+		}
+	}
+	for i, r := range after {
+		old := before[i]
+		if r.ProfileID != old.ProfileID || r.Status != campaign.StatusCreated {
+			t.Fatalf("result %d: %s %s, want %s created", i, r.ProfileID, r.Status, old.ProfileID)
+		}
+		if r.URL == old.URL || r.ExpiresAt.Before(old.ExpiresAt) {
+			t.Errorf("%s: the store kept the old URL (expires %s, old %s)", r.ProfileID, r.ExpiresAt, old.ExpiresAt)
+		}
+		if r.Columns["email"] != old.Columns["email"] {
+			t.Errorf("%s: email %q after refresh, want %q", r.ProfileID, r.Columns["email"], old.Columns["email"])
+		}
+		if got := sb.Stats().ByProfile[r.ProfileID]; got != 2 {
+			t.Errorf("%s: calls %d, want 2", r.ProfileID, got)
+		}
+	}
+	if p, _ := store.Progress(ctx, name); p.Total != 3 || p.Created != 3 {
+		t.Errorf("progress %+v, want 3 profiles, 3 created", p)
+	}
+}
+
+// TestActionURLEndpoint runs the same input through workers that call
+// enrollment_url and workers that call action_urls: the same results in
+// the same file shape, each route called once per profile.
+func TestActionURLEndpoint(t *testing.T) {
+	t.Parallel()
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	paths := map[string]int{} // route -> calls
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths[r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]]++
+		mu.Unlock()
+		sb.ServeHTTP(w, r)
+	}))
+	t.Cleanup(api.Close)
+	rdb := redistest.New(t)
+	url := redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+	in := writeProfiles(t, 20)
+
+	files := map[client.Endpoint][]map[string]string{}
+	for _, ep := range []client.Endpoint{client.EnrollmentURL, client.ActionURL} {
+		name := redistest.Name(t) + "-" + string(ep)
+		startEndpointWorkers(t, rdb, name, api.URL, 1, ep)
+		out := filepath.Join(t.TempDir(), "r.csv")
+		res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait", "--out", out)
+		if res.err != nil {
+			t.Fatalf("%s: %v\n%s", ep, res.err, res.out)
+		}
+		files[ep] = readCSV(t, out)
+	}
+	a, b := files[client.EnrollmentURL], files[client.ActionURL]
+	if len(a) != 20 || len(b) != 20 {
+		t.Fatalf("rows %d and %d, want 20 each", len(a), len(b))
+	}
+	for i := range a {
+		checkCreated(t, b[i])
+		for _, col := range []string{"user_profile_id", "email", "first_name", "status", "attempts"} {
+			if a[i][col] != b[i][col] {
+				t.Errorf("row %d %s: enrollment_url %q, action_url %q", i, col, a[i][col], b[i][col])
+			}
+		}
+		if len(a[i]) != len(b[i]) {
+			t.Errorf("row %d: %d columns and %d", i, len(a[i]), len(b[i]))
+		}
+	}
+	if paths["enrollment_url"] != 20 || paths["action_urls"] != 20 {
+		t.Errorf("calls by route %v, want 20 enrollment_url and 20 action_urls", paths)
+	}
+}
+
+// TestLocalModeActionURL is the README's first command on the action_urls
+// route.
+func TestLocalModeActionURL(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--local", "--sandbox", "--endpoint", "action_url", "--csv", testdata+"profiles-25.csv", "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 25 {
+		t.Fatalf("rows = %d, want 25", len(rows))
+	}
+	for _, r := range rows {
+		checkCreated(t, r)
+	}
+}
+
+// TestDelimiterFlag reads a semicolon-separated export: refused without
+// --delimiter, naming the flag, and read with it.
+func TestDelimiterFlag(t *testing.T) {
+	t.Parallel()
+	in := filepath.Join(t.TempDir(), "p.csv")
+	os.WriteFile(in, []byte("user_profile_id;email\nuprof_a1;a@example.com\nuprof_b2;\"b;c@example.com\"\n"), 0o600)
+	out := filepath.Join(t.TempDir(), "r.csv")
+
+	res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", out)
+	if res.err == nil || !strings.Contains(res.err.Error(), "line 1: ") || !strings.Contains(res.err.Error(), "read it with --delimiter ';'") ||
+		!strings.Contains(res.err.Error(), "nothing was enqueued") {
+		t.Fatalf("without --delimiter: err %v, want line 1 naming --delimiter ';' and nothing enqueued", res.err)
+	}
+	if strings.Contains(res.out, "rows read") {
+		t.Errorf("the run got as far as enqueuing:\n%s", res.out)
+	}
+
+	res = runCmd(t, "--local", "--sandbox", "--delimiter", ";", "--csv", in, "--out", out)
+	if res.err != nil {
+		t.Fatalf("--delimiter ';': %v\n%s", res.err, res.out)
+	}
+	rows := readCSV(t, out)
+	if len(rows) != 2 || rows[1]["email"] != "b;c@example.com" {
+		t.Fatalf("rows %v, want 2 with b;c@example.com", rows)
+	}
+	for _, r := range rows {
+		checkCreated(t, r)
+	}
+}
+
+func TestExpiryWarning(t *testing.T) {
+	t.Parallel()
+	if got := expiryWarning(20000, 10, time.Hour, "c"); got != "" {
+		t.Errorf("20,000 at 10/s (33 min) within an hour: warned\n%s", got)
+	}
+	got := expiryWarning(40000, 10, time.Hour, "wave")
+	for _, want := range []string{
+		"40000 profiles at 10 calls/s take about 1h6m40s, but a URL lives about 1h0m0s",
+		"the first URLs expire (or have under 10m0s left) before the last are minted",
+		"a webhook sink", "at most 30000 profiles a wave",
+		"enqueue --refresh --campaign wave --within 30m0s", "export --campaign wave",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warning lacks %q:\n%s", want, got)
+		}
+	}
+	if got := expiryWarning(100, 0, time.Hour, "c"); got != "" {
+		t.Errorf("no rate: warned\n%s", got)
+	}
+}
+
+// TestLocalModeWarnsOfShortLivedURLs runs 25 profiles at 10 calls/s
+// against a sandbox whose URLs live 2 s: the estimate (2.5 s) outlasts
+// them, and the run says so before it starts.
+func TestLocalModeWarnsOfShortLivedURLs(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--local", "--sandbox", "--sandbox-ttl", "2s", "--rate", "10", "--csv", testdata+"profiles-25.csv", "--out", out)
+	if !strings.Contains(res.out, "25 profiles at 10 calls/s take about 2.5s, but a URL lives about 2s") {
+		t.Errorf("no expiry warning:\n%s", res.out)
+	}
+	warn, summary := strings.Index(res.out, "warning:"), strings.Index(res.out, "wrote 25 rows")
+	if warn < 0 || summary < 0 || warn > summary {
+		t.Errorf("the warning does not come before the results:\n%s", res.out)
+	}
 }

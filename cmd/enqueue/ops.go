@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -43,17 +44,55 @@ func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 // their results and archived tasks are cleared first, so that the task id
 // of the earlier run does not block the new one.
 func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
+	pick := func(r campaign.Result) bool { return r.Status == campaign.StatusFailed }
+	n, err := requeueWhere(ctx, cfg, rdb, pick, time.Time{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "campaign %s: re-enqueued failed profiles: %d\n", cfg.campaign, n)
+	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	return nil
+}
+
+// refresh enqueues again the profiles of a campaign whose URL has expired
+// or expires within --within, so that a delayed mailing gets fresh links.
+// Their results stay in place until the worker stores the new URL over
+// them (one row per profile, the newest), and a refresh that fails keeps
+// a URL that is still alive.
+func refresh(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
+	cutoff := time.Now().Add(cfg.within)
+	pick := func(r campaign.Result) bool {
+		return r.Status == campaign.StatusCreated && !r.ExpiresAt.After(cutoff)
+	}
+	n, err := requeueWhere(ctx, cfg, rdb, pick, cutoff)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "campaign %s: re-enqueued profiles whose URL expires by %s (within %s): %d\n",
+		cfg.campaign, cutoff.UTC().Format(time.RFC3339), cfg.within, n)
+	if n > 0 {
+		fmt.Fprintf(stdout, "once the workers are done, write the results again: export --campaign %s --out FILE\n", cfg.campaign)
+	}
+	log.Info("expiring profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	return nil
+}
+
+// requeueWhere enqueues again each of the campaign's results that pick
+// selects, and returns how many it enqueued. With a zero refreshBefore
+// each result is cleared first; otherwise the tasks are refreshes of
+// URLs that expire by refreshBefore (see tasks.Payload).
+func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool, refreshBefore time.Time) (int, error) {
 	store := campaign.NewStore(rdb, 0)
 	prog, err := store.Progress(ctx, cfg.campaign)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if prog.Total == 0 {
-		return fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+		return 0, fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
 	}
 	results, err := store.Results(ctx, cfg.campaign)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
@@ -61,29 +100,30 @@ func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, std
 
 	n := 0
 	for _, r := range results {
-		if r.Status != campaign.StatusFailed {
+		if !pick(r) {
 			continue
 		}
-		if err := requeue(ctx, cfg, store, insp, client, r); err != nil {
-			return fmt.Errorf("retry %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
+		if err := requeue(ctx, cfg, store, insp, client, r, refreshBefore); err != nil {
+			return n, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
 		}
 		n++
 	}
-	fmt.Fprintf(stdout, "campaign %s: re-enqueued failed profiles: %d\n", cfg.campaign, n)
-	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "count", n)
-	return nil
+	return n, nil
 }
 
-func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result) error {
+func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result, refreshBefore time.Time) error {
 	id := tasks.TaskID(r.Campaign, r.ProfileID)
 	if err := insp.DeleteTask(cfg.queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 		return err
 	}
-	if err := store.Forget(ctx, r.Campaign, r.ProfileID); err != nil {
-		return err
+	if refreshBefore.IsZero() {
+		if err := store.Forget(ctx, r.Campaign, r.ProfileID); err != nil {
+			return err
+		}
 	}
 	task, err := tasks.NewTask(tasks.Payload{
 		Campaign: r.Campaign, ProfileID: r.ProfileID, Seq: r.Seq, Columns: r.Columns,
+		EnqueuedAt: time.Now(), RefreshBefore: refreshBefore,
 	})
 	if err != nil {
 		return err

@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return resume(rdb, cfg.queue, stdout)
 	case cfg.retryFailed:
 		return retryFailed(ctx, cfg, rdb, stdout, log)
+	case cfg.refresh:
+		return refresh(ctx, cfg, rdb, stdout, log)
 	}
 	return runFleet(ctx, cfg, rdb, stdin, stdout, log)
 }

@@ -206,12 +206,21 @@ func (s *Store) Get(ctx context.Context, campaign, profileID string) (Result, bo
 }
 
 // beginScript counts one more API call for a profile, unless a result is
-// stored already. KEYS: status, calls; ARGV: profile id, retention seconds.
-// It returns the stored status (” for none) and the calls so far.
+// stored already that the call would not replace. KEYS: status, calls,
+// expiry; ARGV: profile id, retention seconds, stale-before (Unix seconds,
+// 0 for none): a created result whose URL expires by then is replaced.
+// It returns the stored status (” when the call goes ahead) and the
+// calls so far.
 var beginScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], ARGV[1])
 if st then
-  return {st, tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
+  local stale = false
+  if st == 'created' and tonumber(ARGV[3]) > 0 then
+    stale = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') <= tonumber(ARGV[3])
+  end
+  if not stale then
+    return {st, tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
+  end
 end
 local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -223,9 +232,18 @@ return {'', n}
 // bounds every kind of retry, rate-limit waits included. When a result is
 // stored (a task that ran again after a crash), it returns that status
 // and counts nothing. One round trip, on the path of every task.
-func (s *Store) BeginCall(ctx context.Context, campaign, profileID string) (Status, int64, error) {
-	keys := []string{key(campaign, "status"), key(campaign, "calls")}
-	v, err := beginScript.Run(ctx, s.rdb, keys, profileID, int64(s.retention.Seconds())).Slice()
+//
+// A refresh passes staleBefore: a stored URL that expires by then does
+// not stop the call (it returns status "" and counts it), so that a new
+// URL replaces it; a newer one, such as a refresh that already ran, does.
+// Zero staleBefore means any stored result stops the call.
+func (s *Store) BeginCall(ctx context.Context, campaign, profileID string, staleBefore time.Time) (Status, int64, error) {
+	keys := []string{key(campaign, "status"), key(campaign, "calls"), key(campaign, "expiry")}
+	var before int64
+	if !staleBefore.IsZero() {
+		before = staleBefore.Unix()
+	}
+	v, err := beginScript.Run(ctx, s.rdb, keys, profileID, int64(s.retention.Seconds()), before).Slice()
 	if err == nil && len(v) != 2 {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
@@ -471,4 +489,44 @@ func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) erro
 		}
 	}
 	return nil
+}
+
+// Unfinished returns the ids of the campaign's profiles that have no
+// result yet, sorted.
+func (s *Store) Unfinished(ctx context.Context, campaign string) ([]string, error) {
+	var out []string
+	batch := make([]string, 0, 1000)
+	check := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		st, err := s.rdb.HMGet(ctx, key(campaign, "status"), batch...).Result()
+		if err != nil {
+			return err
+		}
+		for i, v := range st {
+			if v == nil {
+				out = append(out, batch[i])
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	iter := s.rdb.SScan(ctx, key(campaign, "profiles"), 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
+			if err := check(); err != nil {
+				return nil, fmt.Errorf("read unfinished profiles of %s: %w", campaign, err)
+			}
+		}
+	}
+	err := iter.Err()
+	if err == nil {
+		err = check()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read unfinished profiles of %s: %w", campaign, err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }

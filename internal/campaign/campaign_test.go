@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -131,13 +132,13 @@ func TestForgetAndBeginCall(t *testing.T) {
 	ctx := context.Background()
 	s.Admit(ctx, c, []string{"uprof_f"})
 	for want := int64(1); want <= 3; want++ {
-		if st, n, err := s.BeginCall(ctx, c, "uprof_f"); err != nil || st != "" || n != want {
+		if st, n, err := s.BeginCall(ctx, c, "uprof_f", time.Time{}); err != nil || st != "" || n != want {
 			t.Fatalf("BeginCall = %q, %d, %v; want no status, %d", st, n, err, want)
 		}
 	}
 	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_f", Status: StatusFailed})
 	// With a result stored, a rerun learns it and counts no call.
-	if st, n, err := s.BeginCall(ctx, c, "uprof_f"); err != nil || st != StatusFailed || n != 3 {
+	if st, n, err := s.BeginCall(ctx, c, "uprof_f", time.Time{}); err != nil || st != StatusFailed || n != 3 {
 		t.Fatalf("BeginCall after a result = %q, %d, %v; want failed, 3", st, n, err)
 	}
 	if err := s.Forget(ctx, c, "uprof_f"); err != nil {
@@ -165,5 +166,33 @@ func TestValidateName(t *testing.T) {
 		if err := ValidateName(bad); err == nil {
 			t.Errorf("ValidateName(%q) = nil, want an error", bad)
 		}
+	}
+}
+
+func TestUnfinished(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	ids := make([]string, 2500) // more than one scan batch
+	for i := range ids {
+		ids[i] = "uprof_" + strconv.Itoa(100000+i)
+	}
+	if _, err := s.Admit(ctx, c, ids); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids[:2000] {
+		if _, err := s.Put(ctx, Result{Campaign: c, ProfileID: id, Status: StatusFailed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Unfinished(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, ids[2000:]) {
+		t.Errorf("Unfinished = %d ids (%v...), want the last 500", len(got), got[:min(3, len(got))])
+	}
+	if got, _ := s.Unfinished(ctx, c+"-none"); len(got) != 0 {
+		t.Errorf("Unfinished of an unknown campaign = %v, want none", got)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,28 @@ const (
 	StatusPending = "pending"
 )
 
+// Error types of a row whose URL is left out.
+const (
+	// ErrExpired: the URL was dead when the row was written.
+	ErrExpired = "url_expired"
+	// ErrExpiresTooSoon: the URL was alive, but for less than the
+	// file's MinValidity.
+	ErrExpiresTooSoon = "url_expires_too_soon"
+)
+
+// RowStatus is the status a row for r says, written at now: r's own,
+// StatusPending for a zero r, or StatusExpired for a URL that expires
+// within minValidity of now.
+func RowStatus(r campaign.Result, now time.Time, minValidity time.Duration) string {
+	switch {
+	case r.Status == "":
+		return StatusPending
+	case r.Status == campaign.StatusCreated && !r.ExpiresAt.After(now.Add(minValidity)):
+		return StatusExpired
+	}
+	return string(r.Status)
+}
+
 // Format is an output format.
 type Format string
 
@@ -59,9 +83,31 @@ func FormatOf(path string) (Format, error) {
 	return "", fmt.Errorf("output %q: use a .csv or .jsonl file name", path)
 }
 
+var headerName = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// checkHeader makes sure the passthrough column names are plain
+// [a-z0-9_] words, distinct from each other and from Columns, as an import
+// expects them.
+func checkHeader(passthrough []string) error {
+	seen := make(map[string]bool, len(passthrough))
+	for i, name := range passthrough {
+		switch {
+		case !headerName.MatchString(name):
+			return fmt.Errorf("column %d %q: a header name must be made of a-z, 0-9 and _", i+1, name)
+		case seen[name] || slices.Contains(Columns, name):
+			return fmt.Errorf("column %d %q: the header already holds that name", i+1, name)
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
 // Counts says what a File holds.
 type Counts struct {
 	Rows, Created, Failed, Expired, Pending int
+	// TooSoon counts the Expired rows whose URL was still alive, but for
+	// less than MinValidity.
+	TooSoon int
 	// FirstExpiry is the earliest expires_at of the URLs written.
 	FirstExpiry time.Time
 }
@@ -80,6 +126,12 @@ type File struct {
 
 	// Now tells the time for the expiry check. Default time.Now.
 	Now func() time.Time
+
+	// MinValidity is how long a URL must stay valid after it is written
+	// for the row to hand it on; a URL that expires sooner is written as
+	// StatusExpired, without the URL. Default 0: only a dead URL is left
+	// out.
+	MinValidity time.Duration
 }
 
 // Create starts writing path with these passthrough columns. It fails at
@@ -88,6 +140,9 @@ func Create(path string, passthrough []string) (*File, error) {
 	format, err := FormatOf(path)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkHeader(passthrough); err != nil {
+		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -135,18 +190,25 @@ func (f *File) row(values []string, r campaign.Result, profileID string) []strin
 		row = append(row, "")
 	}
 
-	status, url, expires := string(r.Status), r.URL, ""
+	now := f.Now()
+	status, url, expires := RowStatus(r, now, f.MinValidity), r.URL, ""
 	errType, errMsg := r.ErrorType, r.ErrorMessage
-	switch {
-	case r.Status == "":
-		status = StatusPending
+	switch status {
+	case StatusPending:
 		f.counts.Pending++
-	case r.Status == campaign.StatusCreated && !r.ExpiresAt.After(f.Now()):
-		status, url = StatusExpired, ""
-		errType = "url_expired"
-		errMsg = "the URL expired at " + r.ExpiresAt.UTC().Format(time.RFC3339) + "; run the campaign again to mint a fresh one"
+	case StatusExpired:
+		url = ""
+		at := r.ExpiresAt.UTC().Format(time.RFC3339)
+		if r.ExpiresAt.After(now) {
+			errType = ErrExpiresTooSoon
+			errMsg = fmt.Sprintf("the URL expires at %s, less than %s after this file was written; refresh the campaign to mint a fresh one", at, f.MinValidity)
+			f.counts.TooSoon++
+		} else {
+			errType = ErrExpired
+			errMsg = "the URL expired at " + at + "; run the campaign again to mint a fresh one"
+		}
 		f.counts.Expired++
-	case r.Status == campaign.StatusCreated:
+	case string(campaign.StatusCreated):
 		f.counts.Created++
 		if f.counts.FirstExpiry.IsZero() || r.ExpiresAt.Before(f.counts.FirstExpiry) {
 			f.counts.FirstExpiry = r.ExpiresAt
@@ -220,3 +282,6 @@ func (f *File) Abort() {
 	f.tmp.Close()
 	os.Remove(f.tmp.Name())
 }
+
+// Path is the file's final name.
+func (f *File) Path() string { return f.path }

@@ -126,6 +126,26 @@ func (c CSVConfig) validate() error {
 	return nil
 }
 
+// ParseDelimiter reads a field separator as a person names it: "tab" (or
+// "\t", or a tab itself) for a tab, otherwise a single character such as
+// "," or ";". It refuses what cannot separate fields: a quote, a line
+// break, an empty or longer text.
+func ParseDelimiter(s string) (rune, error) {
+	if strings.EqualFold(s, "tab") || s == `\t` {
+		return '\t', nil
+	}
+	r, size := utf8.DecodeRuneInString(s)
+	switch {
+	case s == "":
+		return 0, errors.New("empty: use \",\", \";\", \"tab\" or another single character")
+	case size != len(s):
+		return 0, fmt.Errorf("%q: use \",\", \";\", \"tab\" or another single character", s)
+	case !canSeparate(r):
+		return 0, fmt.Errorf("%q cannot separate fields (a quote, a line break or not UTF-8)", s)
+	}
+	return r, nil
+}
+
 // canSeparate reports whether the parser takes r as a field separator.
 func canSeparate(r rune) bool {
 	return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
@@ -480,8 +500,8 @@ func (c *CSV) useHeader(header []string, idColumn string, comma rune) error {
 			continue
 		}
 		if c.idIndex >= 0 {
-			return fmt.Errorf("%w: %q and %q both name the id column %q",
-				ErrDuplicateColumn, header[c.idIndex], cell, idColumn)
+			return fmt.Errorf("%w: %q (column %d) and %q (column %d) both name the id column %q",
+				ErrDuplicateColumn, header[c.idIndex], c.idIndex+1, cell, i+1, idColumn)
 		}
 		c.idIndex = i
 	}
@@ -490,16 +510,17 @@ func (c *CSV) useHeader(header []string, idColumn string, comma rune) error {
 	}
 
 	c.columns = make([]string, 0, len(header)-1)
-	cells := make(map[string]string, len(header)-1) // output name -> header cell
+	cells := make(map[string]int, len(header)-1) // output name -> 0-based position of its header cell
 	for i, cell := range header {
 		if i == c.idIndex {
 			continue
 		}
 		name := columnName(cell, i)
 		if first, ok := cells[name]; ok {
-			return fmt.Errorf("%w: %q and %q both become %q", ErrDuplicateColumn, first, cell, name)
+			return fmt.Errorf("%w: %q (column %d) and %q (column %d) both become %q; rename one",
+				ErrDuplicateColumn, header[first], first+1, cell, i+1, name)
 		}
-		cells[name] = cell
+		cells[name] = i
 		c.columns = append(c.columns, name)
 	}
 	return nil
@@ -545,11 +566,14 @@ func separatorHint(line string, comma rune) string {
 
 	s := separators[best]
 	sep := fmt.Sprintf("the line %q", "sep="+string(s.r))
+	flag := fmt.Sprintf("%q", s.r)
 	if s.r == '\t' {
 		sep = `a line of "sep=" and a tab`
+		flag = "tab"
 	}
 	return fmt.Sprintf("this looks like a %s-separated file, but fields are read as separated by %q: "+
-		"put %s above the header, or save the file with %q between fields", s.name, comma, sep, comma)
+		"read it with --delimiter %s, put %s above the header, or save the file with %q between fields",
+		s.name, comma, flag, sep, comma)
 }
 
 // headerText is a header cell as a person reads it.

@@ -272,21 +272,21 @@ func TestCSVErrors(t *testing.T) {
 			input: "user_profile_id,First Name,first_name\n",
 			line:  1,
 			is:    ErrDuplicateColumn,
-			msg:   []string{`"First Name"`, `"first_name"`},
+			text:  `line 1: duplicate column: "First Name" (column 2) and "first_name" (column 3) both become "first_name"; rename one`,
 		},
 		{
 			name:  "renamed reserved header collides",
 			input: "user_profile_id,input_status,Status\n",
 			line:  1,
 			is:    ErrDuplicateColumn,
-			msg:   []string{`"input_status"`, `"Status"`},
+			text:  `line 1: duplicate column: "input_status" (column 2) and "Status" (column 3) both become "input_status"; rename one`,
 		},
 		{
 			name:  "two id columns",
 			input: "user_profile_id,x,User_Profile_ID \n",
 			line:  1,
 			is:    ErrDuplicateColumn,
-			msg:   []string{`"user_profile_id"`, `"User_Profile_ID "`},
+			text:  `line 1: duplicate column: "user_profile_id" (column 1) and "User_Profile_ID " (column 3) both name the id column "user_profile_id"`,
 		},
 		{
 			name:  "bad header quoting",
@@ -485,7 +485,7 @@ func TestCSVErrors(t *testing.T) {
 			is:    ErrNoIDColumn,
 			text: `line 1: no id column "user_profile_id" in header ["user_profile_id;email"]; ` +
 				`this looks like a semicolon-separated file, but fields are read as separated by ',': ` +
-				`put the line "sep=;" above the header, or save the file with ',' between fields`,
+				`read it with --delimiter ';', put the line "sep=;" above the header, or save the file with ',' between fields`,
 		},
 		{
 			name:  "tab-separated",
@@ -494,7 +494,7 @@ func TestCSVErrors(t *testing.T) {
 			is:    ErrNoIDColumn,
 			text: `line 1: no id column "user_profile_id" in header ["Email\tUser Profile ID\ta;b"]; ` +
 				`this looks like a tab-separated file, but fields are read as separated by ',': ` +
-				`put a line of "sep=" and a tab above the header, or save the file with ',' between fields`,
+				`read it with --delimiter tab, put a line of "sep=" and a tab above the header, or save the file with ',' between fields`,
 		},
 		{
 			name:  "semicolon-separated, quoted",
@@ -503,7 +503,7 @@ func TestCSVErrors(t *testing.T) {
 			is:    csv.ErrQuote,
 			text: `line 1: extraneous or missing " in quoted-field (column 17); ` +
 				`this looks like a semicolon-separated file, but fields are read as separated by ',': ` +
-				`put the line "sep=;" above the header, or save the file with ',' between fields`,
+				`read it with --delimiter ';', put the line "sep=;" above the header, or save the file with ',' between fields`,
 		},
 		{
 			name:  "comma-separated, read with semicolons",
@@ -513,7 +513,7 @@ func TestCSVErrors(t *testing.T) {
 			is:    ErrNoIDColumn,
 			text: `line 1: no id column "user_profile_id" in header ["user_profile_id,email"]; ` +
 				`this looks like a comma-separated file, but fields are read as separated by ';': ` +
-				`put the line "sep=," above the header, or save the file with ';' between fields`,
+				`read it with --delimiter ',', put the line "sep=," above the header, or save the file with ';' between fields`,
 		},
 		{
 			name:  "bad quoting in a comma-separated header gets no hint",

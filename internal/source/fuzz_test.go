@@ -193,3 +193,22 @@ func compareWithCSV(t *testing.T, data []byte, idIndex int, records []Record) {
 		}
 	}
 }
+
+// FuzzCSVDelimiter reads arbitrary input with each separator --delimiter
+// offers, and checks the invariants fuzzRead checks, for whole and
+// piecewise reads alike.
+func FuzzCSVDelimiter(f *testing.F) {
+	f.Add([]byte("user_profile_id;email\nuprof_a;\"a;b\"\n"), uint8(1))
+	f.Add([]byte("user_profile_id\temail\nuprof_a\t\"a\tb\"\n"), uint8(2))
+	f.Add([]byte("sep=|\nuser_profile_id|email\nuprof_a|x\n"), uint8(0))
+	f.Add([]byte("user_profile_id,email\nuprof_a,x\n"), uint8(1))
+
+	commas := []rune{',', ';', '\t', '|'}
+	f.Fuzz(func(t *testing.T, data []byte, pick uint8) {
+		cfg := CSVConfig{Comma: commas[int(pick)%len(commas)]}
+		got := fuzzRead(t, bytes.NewReader(data), cfg)
+		if again := fuzzRead(t, iotest.OneByteReader(bytes.NewReader(data)), cfg); !reflect.DeepEqual(again, got) {
+			t.Fatalf("read in one go:\n%+v\nread byte by byte:\n%+v", got, again)
+		}
+	})
+}

@@ -62,7 +62,7 @@ type Recorder interface {
 // Store is the shared result store. *campaign.Store is one.
 type Store interface {
 	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
-	BeginCall(ctx context.Context, campaign, profileID string) (campaign.Status, int64, error)
+	BeginCall(ctx context.Context, campaign, profileID string, staleBefore time.Time) (campaign.Status, int64, error)
 	Calls(ctx context.Context, campaign, profileID string) (int64, error)
 	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
@@ -242,7 +242,7 @@ func (a *attempt) do(ctx context.Context) error {
 	// the store and asynq's acknowledgement) makes no second call. The
 	// check and the call count are one round trip to Redis; such a rerun
 	// costs a limiter token, which is rare enough not to matter.
-	status, calls, err := cfg.Store.BeginCall(ctx, p.Campaign, p.ProfileID)
+	status, calls, err := cfg.Store.BeginCall(ctx, p.Campaign, p.ProfileID, p.RefreshBefore)
 	if err != nil {
 		return err
 	}

@@ -248,7 +248,7 @@ func TestHandlerMaxCallsBoundsWaits(t *testing.T) {
 	t.Parallel()
 	b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error"})
 	for range DefaultMaxCalls - 1 {
-		if _, _, err := b.store.BeginCall(context.Background(), b.campaign, testID); err != nil {
+		if _, _, err := b.store.BeginCall(context.Background(), b.campaign, testID, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -340,5 +340,46 @@ func TestNewTaskRefusesWhatCannotRun(t *testing.T) {
 	p, err := DecodePayload(task.Payload())
 	if err != nil || p.ProfileID != testID || p.Columns["email"] != "e" || p.Version != PayloadVersion {
 		t.Errorf("round trip = %+v, %v", p, err)
+	}
+}
+
+// TestHandlerRefresh checks a refresh task: a stored URL that expires by
+// RefreshBefore is minted again and replaced; a newer one ends the task
+// without a call; a refresh that fails keeps a URL that is still alive.
+func TestHandlerRefresh(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stale := func(b *bundle) {
+		t.Helper()
+		old := campaign.Result{Campaign: b.campaign, ProfileID: testID, Seq: 3, Status: campaign.StatusCreated,
+			URL: "https://old", ExpiresAt: time.Now().Add(20 * time.Minute), Attempts: 1}
+		if _, err := b.store.Put(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := time.Now().Add(30 * time.Minute)
+
+	b := setup(t)
+	stale(b)
+	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff}); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if r, _ := b.result(t); r.URL == "https://old" || r.Status != campaign.StatusCreated || b.caller.calls != 1 {
+		t.Errorf("after refresh: %+v, %d calls; want a new URL from 1 call", r, b.caller.calls)
+	}
+	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff}); err != nil || b.caller.calls != 1 {
+		t.Errorf("refresh run again: %v, %d calls; want no second call", err, b.caller.calls)
+	}
+	if err := b.run(t, ctx, 0, Payload{Seq: 3}); err != nil || b.caller.calls != 1 {
+		t.Errorf("plain run after refresh: %v, %d calls; want none", err, b.caller.calls)
+	}
+
+	b = setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 404, Type: "not_found_error", Message: "gone"})
+	stale(b)
+	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff}); !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("failed refresh: err %v, want SkipRetry", err)
+	}
+	if r, _ := b.result(t); r.URL != "https://old" || r.Status != campaign.StatusCreated {
+		t.Errorf("after a failed refresh: %+v, want the live old URL kept", r)
 	}
 }

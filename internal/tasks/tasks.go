@@ -6,7 +6,8 @@
 // TypeEnrollmentURL ("enrollq:enrollment_url") mints one enrollment URL for
 // one user profile. Its payload is the versioned JSON of Payload: the
 // campaign, the profile id, the profile's position in the input and its
-// passthrough columns (such as email). It never holds the API key or a URL.
+// passthrough columns (such as email), and for a refresh the expiry before
+// which a stored URL is minted again. It never holds the API key or a URL.
 // The task id is the campaign and the profile id (TaskID), so enqueuing a
 // profile twice into one campaign makes one task.
 //
@@ -64,6 +65,12 @@ type Payload struct {
 	// Deadline, when set, is the campaign's end: after it nothing is
 	// retried and the profile is recorded as failed.
 	Deadline time.Time `json:"deadline,omitzero"`
+
+	// RefreshBefore, when set, makes the task a refresh: a stored URL
+	// that expires by then is minted again and replaced, while a newer
+	// one (the refresh ran already) ends the task. A refresh that fails
+	// leaves a still-live URL in place.
+	RefreshBefore time.Time `json:"refresh_before,omitzero"`
 }
 
 // TaskID is the asynq task id of a profile in a campaign.

@@ -26,7 +26,7 @@ var (
 	ErrNoPrefix    = errors.New("id must start with " + Prefix)
 	ErrCharacter   = errors.New("id may hold only letters and digits after " + Prefix)
 	ErrTooLong     = errors.New("id is longer than 128 characters")
-	ErrSpreadsheet = errors.New("id looks like a number a spreadsheet reformatted")
+	ErrSpreadsheet = errors.New("id looks like a number Excel converted (1.23E+18, 1230000000000000000): the original id is lost; export the ids again with the column formatted as text")
 )
 
 // Validate reports whether id is a well-formed user profile id. It does not
