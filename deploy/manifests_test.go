@@ -156,14 +156,7 @@ func TestWorkerGracePeriodExceedsShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	w := deployment(t, load(t), "enrollq-worker")
 	c := container(t, w.Spec.Template.Spec, "worker")
-	timeout := defaultShutdownTimeout
-	if v, ok := flagValue(c.Args, "shutdown-timeout"); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("--shutdown-timeout %q: %v", v, err)
-		}
-		timeout = d
-	}
+	timeout := shutdownTimeout(t, c.Args)
 	grace := w.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if grace == nil {
 		t.Fatal("worker: terminationGracePeriodSeconds is not set (the default 30s is too close to the shutdown timeout)")
