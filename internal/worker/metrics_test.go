@@ -118,7 +118,10 @@ func TestMetricsAfterCampaign(t *testing.T) {
 		t.Errorf("enrollq_api_request_duration_seconds: %v, want %d samples", h, n)
 	}
 
-	secret := regexp.MustCompile(`(?i)https?:|enroll|@|uprof_`)
+	// No label anywhere on the page (other tests' campaigns included, on a
+	// shared Redis) looks like a URL, an email or a profile id; and no
+	// minted URL or email of this campaign is anywhere on the page.
+	secret := regexp.MustCompile(`(?i)https?:|://|/enrollment|@|uprof_`)
 	for fam, mf := range after {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
@@ -128,6 +131,24 @@ func TestMetricsAfterCampaign(t *testing.T) {
 			}
 		}
 	}
+	body := scrapeText(t, page.URL)
+	results, err := store.Results(ctx, name)
+	if err != nil || len(results) != n {
+		t.Fatalf("results: %d, %v; want %d", len(results), err, n)
+	}
+	for _, r := range results {
+		for _, s := range []string{r.URL, r.Columns["email"], r.ProfileID} {
+			if s != "" && strings.Contains(body, s) {
+				t.Errorf("/metrics holds %q of %s", s, r.ProfileID)
+			}
+		}
+	}
+
+	checkValue(t, after, "asynq_queue_paused_total", map[string]string{"queue": name}, 0)
+	if err := w.inspector.PauseQueue(name); err != nil {
+		t.Fatal(err)
+	}
+	checkValue(t, scrape(t, page.URL), "asynq_queue_paused_total", map[string]string{"queue": name}, 1)
 
 	resp, err := http.Get(page.URL + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -136,15 +157,24 @@ func TestMetricsAfterCampaign(t *testing.T) {
 	resp.Body.Close()
 }
 
-func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+func scrapeText(t *testing.T, base string) string {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(scrapeText(t, base)))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
