@@ -16,9 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/metrics"
 	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/redistest"
 	"github.com/enrollq/enrollq/internal/sandbox"
@@ -67,7 +69,7 @@ func TestMetricsAfterCampaign(t *testing.T) {
 		insp.DeleteQueue(name, true)
 		insp.Close()
 	})
-	page := httptest.NewServer(metricsMux(w.metrics))
+	page := httptest.NewServer(metricsMux(w.metrics, rdb))
 	t.Cleanup(page.Close)
 
 	recs, err := source.NewCSV(strings.NewReader(csv.String()), source.CSVConfig{})
@@ -150,11 +152,36 @@ func TestMetricsAfterCampaign(t *testing.T) {
 	}
 	checkValue(t, scrape(t, page.URL), "asynq_queue_paused_total", map[string]string{"queue": name}, 1)
 
-	resp, err := http.Get(page.URL + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("/healthz: %v %v, want 200", resp.Status, err)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(page.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s, want 200", path, resp.Status)
+		}
 	}
-	resp.Body.Close()
+}
+
+func TestReadyzFailsWithoutRedis(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	t.Cleanup(func() { insp.Close() })
+	page := httptest.NewServer(metricsMux(metrics.New(rdb, insp), rdb))
+	t.Cleanup(page.Close)
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable} {
+		resp, err := http.Get(page.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s without Redis: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 }
 
 func scrapeText(t *testing.T, base string) string {
