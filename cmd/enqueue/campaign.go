@@ -57,7 +57,14 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 		r.close()
 		return nil, err
 	}
-	r.rows, err = producer.Validate(recs, r.repeats.Add)
+	check, checked := r.newProgress("checking", "rows", -1), int64(0)
+	r.rows, err = producer.Validate(recs, func(rec source.Record) {
+		r.repeats.Add(rec)
+		if checked++; checked%1000 == 0 {
+			check.set(checked, "")
+		}
+	})
+	check.finish()
 	closeFile()
 	if err != nil {
 		r.close()

@@ -44,7 +44,8 @@ type progress struct {
 	detail    string
 }
 
-// newProgress starts a progress display of total units. With a terminal
+// newProgress starts a progress display of total units (-1: unknown, a
+// spinner with a count and a rate). With a terminal
 // the bar goes to barOut (standard error, so that standard output can be
 // piped); lines go to lineOut.
 func newProgress(terminal bool, barOut, lineOut io.Writer, label, unit string, total int64) *progress {
@@ -92,14 +93,20 @@ func (p *progress) set(done int64, detail string) {
 // 40.0 profiles/s, about 1m35s left".
 func (p *progress) line() string {
 	s := fmt.Sprintf("%s: %d/%d", p.label, p.done, p.total)
+	if p.total < 0 {
+		s = fmt.Sprintf("%s: %d %s", p.label, p.done, p.unit)
+	}
 	if p.detail != "" {
 		s += " (" + p.detail + ")"
 	}
 	elapsed := time.Since(p.start)
 	if n := p.done - p.startDone; n > 0 && elapsed > 0 {
 		rate := float64(n) / elapsed.Seconds()
-		left := time.Duration(float64(p.total-p.done) / rate * float64(time.Second))
-		s += fmt.Sprintf(", %.1f %s/s, about %s left", rate, p.unit, left.Round(time.Second))
+		s += fmt.Sprintf(", %.1f %s/s", rate, p.unit)
+		if p.total >= 0 {
+			left := time.Duration(float64(p.total-p.done) / rate * float64(time.Second))
+			s += fmt.Sprintf(", about %s left", left.Round(time.Second))
+		}
 	}
 	return s
 }
@@ -120,8 +127,10 @@ func (p *progress) finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {
-		if p.done >= p.total {
+		if p.total < 0 || p.done >= p.total {
 			p.bar.Finish()
+		} else {
+			p.bar.Exit() // interrupted: keep where it stopped
 		}
 		fmt.Fprintln(p.barOut) // keep the bar's last state on its own line
 		return
