@@ -178,7 +178,7 @@ func printExpiryEstimate(w io.Writer, s producer.Summary, cfg config) {
 // newProgress shows a stage's progress: a bar on a terminal, lines on
 // standard output otherwise.
 func (r *campaignRun) newProgress(label, unit string, total int64) *progress {
-	return newProgress(r.cfg.progressOut != nil, r.cfg.progressOut, r.stdout, label, unit, total)
+	return newProgress(r.cfg.progressOut, r.stdout, label, unit, total)
 }
 
 // follow polls the campaign until every profile has a result, showing its

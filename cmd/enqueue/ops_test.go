@@ -175,7 +175,7 @@ func TestPrintStatusETA(t *testing.T) {
 func TestProgressLinesOffTerminal(t *testing.T) {
 	t.Parallel()
 	var lines bytes.Buffer
-	p := newProgress(false, nil, &lines, "minting", "profiles", 100)
+	p := newProgress(nil, &lines, "minting", "profiles", 100)
 	p.set(0, "")
 	p.lastLine = time.Now().Add(-progressEvery) // as if 5 s went by
 	p.start = time.Now().Add(-10 * time.Second)
@@ -190,7 +190,7 @@ func TestProgressLinesOffTerminal(t *testing.T) {
 func TestProgressBarOnTerminal(t *testing.T) {
 	t.Parallel()
 	var bar, lines bytes.Buffer
-	p := newProgress(true, &bar, &lines, "enqueue", "rows", 10)
+	p := newProgress(&bar, &lines, "enqueue", "rows", 10)
 	p.set(10, "")
 	p.note("a note")
 	p.finish()

@@ -45,12 +45,13 @@ type progress struct {
 }
 
 // newProgress starts a progress display of total units (-1: unknown, a
-// spinner with a count and a rate). With a terminal
-// the bar goes to barOut (standard error, so that standard output can be
-// piped); lines go to lineOut.
-func newProgress(terminal bool, barOut, lineOut io.Writer, label, unit string, total int64) *progress {
-	p := &progress{barOut: barOut, lineOut: lineOut, label: label, unit: unit, total: total, start: time.Now(), lastLine: time.Now()}
-	if terminal {
+// spinner with a count and a rate). barOut is the terminal to draw the bar
+// on (standard error, so that standard output can be piped), or nil for
+// plain lines on lineOut.
+func newProgress(barOut, lineOut io.Writer, label, unit string, total int64) *progress {
+	p := &progress{barOut: barOut, lineOut: lineOut, label: label, unit: unit, total: total,
+		start: time.Now(), lastLine: time.Now()}
+	if barOut != nil {
 		p.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(barOut),
 			progressbar.OptionSetDescription(label),
