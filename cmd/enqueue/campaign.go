@@ -35,6 +35,7 @@ type campaignRun struct {
 	cleanup func()
 	repeats *source.Repeats
 	out     *sink.File // nil without --out
+	rows    int        // records in the input, for the progress bar
 	sum     producer.Summary
 }
 
@@ -56,7 +57,14 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 		r.close()
 		return nil, err
 	}
-	_, err = producer.Validate(recs, r.repeats.Add)
+	check, checked := r.newProgress("checking", "rows", -1), int64(0)
+	r.rows, err = producer.Validate(recs, func(rec source.Record) {
+		r.repeats.Add(rec)
+		if checked++; checked%1000 == 0 {
+			check.set(checked, "")
+		}
+	})
+	check.finish()
 	closeFile()
 	if err != nil {
 		r.close()
@@ -108,7 +116,10 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 	if r.cfg.deadline > 0 {
 		pc.Deadline = time.Now().Add(r.cfg.deadline)
 	}
+	bar := r.newProgress("enqueue", "rows", int64(r.rows))
+	pc.Progress = func(read int64) { bar.set(read, "") }
 	r.sum, err = producer.Enqueue(ctx, pc, recs)
+	bar.finish()
 	printSummary(r.stdout, r.cfg.campaign, r.sum)
 	if err != nil {
 		return fmt.Errorf("enqueue stopped after %d rows: %w", r.sum.Read, err)
@@ -202,27 +213,45 @@ func expiryWarning(n int64, rate float64, lifetime time.Duration, name string) s
 		int64(rate*(lifetime-margin).Seconds()), name, DefaultRefreshWithin, name)
 }
 
-// follow polls the campaign until every profile has a result. In local
-// mode a paused queue ends the run (nobody else would resume it); in fleet
-// mode it is reported and waited out, as is a queue no worker serves.
+// newProgress shows a stage's progress: a bar on a terminal, lines on
+// standard output otherwise.
+func (r *campaignRun) newProgress(label, unit string, total int64) *progress {
+	return newProgress(r.cfg.progressOut, r.stdout, label, unit, total)
+}
+
+// follow polls the campaign until every profile has a result, showing its
+// progress. In local mode a paused queue ends the run (nobody else would
+// resume it); in fleet mode it is reported and waited out, as is a queue
+// no worker serves.
 func (r *campaignRun) follow(ctx context.Context, local bool) error {
 	insp := asynq.NewInspectorFromRedisClient(r.rdb)
 	defer insp.Close()
 
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	start, lastReport := time.Now(), time.Now()
+	var bar *progress
+	defer func() {
+		if bar != nil {
+			bar.finish()
+		}
+	}()
+	lastCheck := time.Now() // workers may take a heartbeat to show up
+	var notes fleetNotes
 	for {
 		prog, err := r.store.Progress(ctx, r.cfg.campaign)
 		if err != nil {
 			return err
 		}
+		if bar == nil {
+			bar = r.newProgress("minting", "profiles", prog.Total)
+		}
+		bar.set(prog.Done(), fmt.Sprintf("%d failed", prog.Failed))
 		if prog.Pending() == 0 {
 			return nil
 		}
-		if time.Since(lastReport) > 5*time.Second {
-			lastReport = time.Now()
-			r.report(insp, prog, local, time.Since(start))
+		if !local && time.Since(lastCheck) > fleetCheckEvery {
+			lastCheck = time.Now()
+			notes.check(insp, r.cfg.queue, bar)
 		}
 		if local {
 			if qi, err := insp.GetQueueInfo(r.cfg.queue); err == nil && qi.Paused {
@@ -237,23 +266,30 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 	}
 }
 
-// report prints a progress line, and in fleet mode says why nothing moves.
-func (r *campaignRun) report(insp *asynq.Inspector, prog campaign.Progress, local bool, elapsed time.Duration) {
-	line := fmt.Sprintf("progress: %d/%d done (%d created, %d failed)", prog.Done(), prog.Total, prog.Created, prog.Failed)
-	if done := prog.Done(); done > 0 {
-		left := time.Duration(float64(elapsed) / float64(done) * float64(prog.Pending()))
-		line += fmt.Sprintf(", about %s left", left.Round(time.Second))
+// fleetCheckEvery is how often a fleet run checks why nothing may move: a
+// paused queue, or no worker.
+const fleetCheckEvery = 5 * time.Second
+
+// fleetNotes says, once each time it changes, why a fleet campaign does
+// not move.
+type fleetNotes struct {
+	paused, unserved bool
+}
+
+func (n *fleetNotes) check(insp *asynq.Inspector, queue string, bar *progress) {
+	qi, err := insp.GetQueueInfo(queue)
+	paused := err == nil && qi.Paused
+	if paused && !n.paused {
+		bar.note(fmt.Sprintf("queue %q is paused: fix the fault the workers logged, then run: enqueue --resume --queue %s", queue, queue))
 	}
-	fmt.Fprintln(r.stdout, line)
-	if local {
-		return
+	if !paused && n.paused {
+		bar.note(fmt.Sprintf("queue %q resumed", queue))
 	}
-	if qi, err := insp.GetQueueInfo(r.cfg.queue); err == nil && qi.Paused {
-		fmt.Fprintf(r.stdout, "queue %q is paused: fix the fault the workers logged, then run: enqueue --resume --queue %s\n", r.cfg.queue, r.cfg.queue)
+	unserved := !servedBySomeWorker(insp, queue)
+	if unserved && !n.unserved {
+		bar.note(fmt.Sprintf("no worker serves queue %q: start cmd/worker --queue %s with the same Redis", queue, queue))
 	}
-	if !servedBySomeWorker(insp, r.cfg.queue) {
-		fmt.Fprintf(r.stdout, "no worker serves queue %q: start cmd/worker --queue %s with the same Redis\n", r.cfg.queue, r.cfg.queue)
-	}
+	n.paused, n.unserved = paused, unserved
 }
 
 func servedBySomeWorker(insp *asynq.Inspector, queue string) bool {

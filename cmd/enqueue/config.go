@@ -42,6 +42,9 @@ type config struct {
 	retryFailed bool
 	refresh     bool
 	within      time.Duration // with refresh: URLs expiring this soon are minted again
+	status      bool
+	json        bool          // with status: print JSON
+	sample      time.Duration // with status: how long to watch for the rate
 
 	concurrency int // enqueue goroutines
 	maxRetry    int
@@ -63,6 +66,10 @@ type config struct {
 	api      client.Config
 
 	logLevel string
+
+	// progressOut, when set, is the terminal progress bars are drawn on;
+	// nil prints plain progress lines to standard output instead.
+	progressOut io.Writer
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -74,13 +81,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
 		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
 		fmt.Fprintln(stderr, "       enqueue --refresh --campaign NAME [--within D]")
+		fmt.Fprintln(stderr, "       enqueue --status --campaign NAME [--json]")
 		fs.PrintDefaults()
 	}
 
 	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
 	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
 	fs.StringVar(&c.delimiter, "delimiter", "", `field separator of --csv: ",", ";", "tab" or another single character (default ",", or what a "sep=" first line says)`)
-	fs.StringVar(&c.campaign, "campaign", "", "campaign name (default: input file name and today's UTC date)")
+	fs.StringVar(&c.campaign, "campaign", "", "campaign name; {date} becomes today's UTC date, e.g. onboarding-{date} (default: input file name and the date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
 	fs.StringVar(&c.queue, "queue", worker.DefaultQueue, "asynq queue name")
@@ -90,6 +98,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.retryFailed, "retry-failed", false, "enqueue --campaign's failed profiles again")
 	fs.BoolVar(&c.refresh, "refresh", false, "enqueue --campaign's profiles whose URL expires within --within (or has expired) again, for fresh links")
 	fs.DurationVar(&c.within, "within", DefaultRefreshWithin, "with --refresh: mint again the URLs that expire within this")
+	fs.BoolVar(&c.status, "status", false, "print --campaign's counts, its queue's state and an ETA, and exit")
+	fs.BoolVar(&c.json, "json", false, "with --status: print one JSON object")
+	fs.DurationVar(&c.sample, "status-sample", defaultStatusSample, "with --status: how long to watch the campaign to measure its rate for the ETA (0: no ETA)")
 	fs.IntVar(&c.concurrency, "concurrency", producer.DefaultConcurrency, "enqueue goroutines")
 	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
@@ -124,6 +135,18 @@ func (c *config) validate() error {
 	switch {
 	case c.resume:
 		return nil
+	case c.json && !c.status:
+		return usageError{errors.New("--json goes with --status")}
+	case c.status:
+		if c.campaign == "" {
+			return usageError{errors.New("--status needs --campaign")}
+		}
+		if c.redisURL == "" {
+			return usageError{errors.New("--status needs --redis-url (a local run keeps nothing once it ends)")}
+		}
+		if c.sample < 0 {
+			return usageError{fmt.Errorf("--status-sample %s: must be 0 or more", c.sample)}
+		}
 	case c.retryFailed && c.refresh:
 		return usageError{errors.New("--retry-failed and --refresh: choose one")}
 	case c.retryFailed, c.refresh:
@@ -150,11 +173,16 @@ func (c *config) validate() error {
 		}
 		c.comma = comma
 	}
+	now := time.Now()
 	if c.campaign == "" {
-		c.campaign = defaultCampaign(c.csvPath, time.Now())
+		c.campaign = defaultCampaign(c.csvPath, now)
 	}
+	c.campaign = expandDate(c.campaign, now)
 	if err := campaign.ValidateName(c.campaign); err != nil {
 		return usageError{fmt.Errorf("--campaign: %w", err)}
+	}
+	if c.status {
+		return nil
 	}
 	if c.out != "" {
 		if _, err := formatOf(c.out); err != nil {
@@ -237,6 +265,17 @@ func defaultCampaign(path string, now time.Time) string {
 		base = base[:100]
 	}
 	return base + "-" + now.UTC().Format("2006-01-02")
+}
+
+// dateToken in a campaign name stands for the UTC date, so that one
+// command line run daily from cron is one campaign a day, and a second run
+// the same day continues it (the task id is campaign + profile).
+const dateToken = "{date}"
+
+// expandDate replaces every dateToken in name with now's UTC date,
+// 2006-01-02.
+func expandDate(name string, now time.Time) string {
+	return strings.ReplaceAll(name, dateToken, now.UTC().Format(time.DateOnly))
 }
 
 // usageError is a mistake in the command line: exit code 2.

@@ -37,6 +37,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{err}
 	}
 	redis.SetLogger(logging.Redis{L: log})
+	if isTerminal(stderr) {
+		cfg.progressOut = stderr
+	}
 
 	if cfg.redisURL == "" {
 		return runLocal(ctx, cfg, stdin, stdout, log)
@@ -58,6 +61,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return retryFailed(ctx, cfg, rdb, stdout, log)
 	case cfg.refresh:
 		return refresh(ctx, cfg, rdb, stdout, log)
+	case cfg.status:
+		return status(ctx, cfg, rdb, stdout)
 	}
 	return runFleet(ctx, cfg, rdb, stdin, stdout, log)
 }

@@ -24,6 +24,10 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ui:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -40,12 +44,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return err
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if cfg.RedisURL == "" {
-		return errors.New("--redis-url (or REDIS_URL) is required")
+		return usageError{errors.New("--redis-url (or REDIS_URL) is required")}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
 	}
 	rdb, err := redisconn.Open(ctx, cfg.RedisURL, 5*time.Second)
+	if errors.Is(err, redisconn.ErrBadURL) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -60,3 +73,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "web ui on http://%s/ (campaigns at /campaigns)\n", cfg.Addr)
 	return webui.Serve(ctx, cfg.Addr, h)
 }
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

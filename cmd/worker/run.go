@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return err
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -63,6 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--burst %d: must be at least 1", cfg.Burst)}
 	case cfg.ShutdownTimeout <= 0:
 		return usageError{fmt.Errorf("--shutdown-timeout %s: must be positive", cfg.ShutdownTimeout)}
+	}
+	cfg.UI.FlagPrefix = "ui-"
+	if cfg.UI.Addr != "" {
+		if err := cfg.UI.Validate(); err != nil {
+			return usageError{err}
+		}
 	}
 
 	log, err := logging.New(stderr, logLevel)

@@ -38,6 +38,24 @@ type Config struct {
 	// AuthFile holds "user:password" for basic auth. Required unless Addr
 	// is a loopback address.
 	AuthFile string
+	// FlagPrefix is put before "addr" and "auth-file" in error messages so
+	// that they name the command's flags: "ui-" for the worker's --ui-addr,
+	// "" for cmd/ui's --addr.
+	FlagPrefix string
+}
+
+// Validate checks that the UI is not served off loopback without basic
+// auth, and that the auth file is readable. Its errors name the flag.
+func (cfg Config) Validate() error {
+	if cfg.AuthFile != "" {
+		_, _, err := cfg.readAuth()
+		return err
+	}
+	if !loopback(cfg.Addr) {
+		return fmt.Errorf("--%saddr %s is not a loopback address: set --%sauth-file (a file holding user:password)",
+			cfg.FlagPrefix, cfg.Addr, cfg.FlagPrefix)
+	}
+	return nil
 }
 
 // Handler returns the UI's handler: asynqmon at /, campaign progress at
@@ -54,14 +72,17 @@ func Handler(cfg Config) (http.Handler, func(), error) {
 	mux.Handle("/", mon)
 
 	var h http.Handler = mux
+	if err := cfg.Validate(); err != nil {
+		mon.Close()
+		return nil, nil, err
+	}
 	if cfg.AuthFile != "" {
-		user, pass, err := readAuth(cfg.AuthFile)
+		user, pass, err := cfg.readAuth()
 		if err != nil {
+			mon.Close()
 			return nil, nil, err
 		}
 		h = basicAuth(h, user, pass)
-	} else if !loopback(cfg.Addr) {
-		return nil, nil, fmt.Errorf("--ui-addr %s is not a loopback address: set --ui-auth-file (a file holding user:password)", cfg.Addr)
 	}
 	return h, func() { mon.Close() }, nil
 }
@@ -78,14 +99,14 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func readAuth(path string) (string, string, error) {
-	b, err := os.ReadFile(path)
+func (cfg Config) readAuth() (string, string, error) {
+	b, err := os.ReadFile(cfg.AuthFile)
 	if err != nil {
-		return "", "", fmt.Errorf("--ui-auth-file: %w", err)
+		return "", "", fmt.Errorf("--%sauth-file: %w", cfg.FlagPrefix, err)
 	}
 	user, pass, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
 	if !ok || user == "" || pass == "" {
-		return "", "", errors.New("--ui-auth-file: want one line user:password")
+		return "", "", fmt.Errorf("--%sauth-file: want one line user:password", cfg.FlagPrefix)
 	}
 	return user, pass, nil
 }

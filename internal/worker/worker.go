@@ -247,7 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopServers()
 	errc := make(chan error, 2)
 	if w.metrics != nil {
-		go func() { errc <- webui.Serve(srvCtx, cfg.MetricsAddr, metricsMux(w.metrics)) }()
+		go func() { errc <- webui.Serve(srvCtx, cfg.MetricsAddr, metricsMux(w.metrics, cfg.Redis)) }()
 		w.cfg.Logger.Info("metrics listening", "addr", cfg.MetricsAddr)
 	}
 	if cfg.UI.Addr != "" {
@@ -272,9 +272,24 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-func metricsMux(m *metrics.Metrics) http.Handler {
+// readyTimeout bounds /readyz's Redis ping.
+const readyTimeout = 2 * time.Second
+
+// metricsMux serves /metrics, /healthz (the process answers: for liveness
+// probes) and /readyz (Redis answers too: for readiness probes; a restart
+// would not bring Redis back, so liveness must not depend on it).
+func metricsMux(m *metrics.Metrics, rdb redis.UniversalClient) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
 	return mux
 }

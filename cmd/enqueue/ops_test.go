@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/redistest"
+	"github.com/enrollq/enrollq/internal/sandbox"
+)
+
+// setupQueue returns the test's Redis, a queue and campaign name of its
+// own (deleted at the end) and the Redis URL for the command line.
+func setupQueue(t *testing.T) (*redis.Client, string, string) {
+	t.Helper()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	t.Cleanup(func() {
+		insp := asynq.NewInspectorFromRedisClient(rdb)
+		insp.DeleteQueue(name, true)
+		insp.Close()
+	})
+	return rdb, name, redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
+}
+
+func TestExpandDate(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 3, 23, 30, 0, 0, time.FixedZone("UTC-5", -5*3600)) // 2026-12-04 in UTC
+	for in, want := range map[string]string{
+		"onboarding-{date}":  "onboarding-2026-12-04",
+		"{date}.wave-{date}": "2026-12-04.wave-2026-12-04",
+		"plain":              "plain",
+	} {
+		if got := expandDate(in, now); got != want {
+			t.Errorf("expandDate(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDatedCampaignRunTwiceEnqueuesOnce is the cron case: the same dated
+// command line, run twice the same day, is one campaign, and the second
+// run enqueues nothing.
+func TestDatedCampaignRunTwiceEnqueuesOnce(t *testing.T) {
+	t.Parallel()
+	rdb, name, url := setupQueue(t)
+	in := writeProfiles(t, 40)
+	args := []string{"--redis-url", url, "--queue", name, "--campaign", name + "-{date}", "--csv", in}
+	today := name + "-" + time.Now().UTC().Format(time.DateOnly)
+
+	first := runCmd(t, args...)
+	if first.err != nil {
+		t.Fatalf("first run: %v\n%s%s", first.err, first.out, first.errOut)
+	}
+	second := runCmd(t, args...)
+	if second.err != nil {
+		t.Fatalf("second run: %v\n%s%s", second.err, second.out, second.errOut)
+	}
+	for _, c := range []struct {
+		run  result
+		want []string
+	}{
+		{first, []string{"campaign " + today + "\n", "enqueued          40\n", "already enqueued  0\n"}},
+		{second, []string{"campaign " + today + "\n", "enqueued          0\n", "already enqueued  40\n"}},
+	} {
+		for _, w := range c.want {
+			if !strings.Contains(c.run.out, w) {
+				t.Errorf("summary lacks %q:\n%s", w, c.run.out)
+			}
+		}
+	}
+
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	defer insp.Close()
+	qi, err := insp.GetQueueInfo(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qi.Pending != 40 {
+		t.Errorf("pending tasks = %d, want 40 (one per profile, both runs)", qi.Pending)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	rdb, name, url := setupQueue(t)
+	base := []string{"--redis-url", url, "--queue", name, "--campaign", name}
+
+	res := runCmd(t, append(base, "--status", "--status-sample", "0")...)
+	if res.err == nil || !strings.Contains(res.err.Error(), "no profiles") {
+		t.Fatalf("status of an unknown campaign: err = %v, want one saying it has no profiles", res.err)
+	}
+
+	if res := runCmd(t, append(base, "--csv", writeProfiles(t, 30))...); res.err != nil {
+		t.Fatalf("enqueue: %v\n%s", res.err, res.out)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	defer insp.Close()
+	if err := insp.PauseQueue(name); err != nil {
+		t.Fatal(err)
+	}
+
+	res = runCmd(t, append(base, "--status", "--status-sample", "0", "--json")...)
+	if res.err != nil {
+		t.Fatalf("status: %v\n%s", res.err, res.errOut)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, res.out)
+	}
+	want := statusReport{Campaign: name, Total: 30, Pending: 30, Queue: name, QueueFound: true,
+		QueuePaused: true, QueueSize: 30}
+	if rep != want {
+		t.Errorf("status = %+v\nwant     %+v", rep, want)
+	}
+
+	res = runCmd(t, append(base, "--status", "--status-sample", "0")...)
+	for _, w := range []string{"total    30\n", "created  0\n", "failed   0\n", "pending  30\n", "PAUSED", "--resume --queue " + name} {
+		if !strings.Contains(res.out, w) {
+			t.Errorf("status lacks %q:\n%s", w, res.out)
+		}
+	}
+
+	insp.UnpauseQueue(name)
+	startWorkers(t, rdb, name, sandboxURL(t), 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res = runCmd(t, append(base, "--status", "--status-sample", "100ms")...)
+		if strings.Contains(res.out, "created  30\n") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range []string{"created  30\n", "pending  0\n", ": running\n", "done: every profile has a result"} {
+		if !strings.Contains(res.out, w) {
+			t.Errorf("status after the workers lacks %q:\n%s", w, res.out)
+		}
+	}
+}
+
+func TestStatusUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--status"}, "--campaign"},
+		{[]string{"--local", "--status", "--campaign", "x"}, "--redis-url"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--json", "--campaign", "x"}, "--status"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--status", "--campaign", "x", "--status-sample", "-1s"}, "--status-sample"},
+	} {
+		res := runCmd(t, c.args...)
+		if exitCode(res.err) != 2 || !strings.Contains(res.err.Error(), c.flag) {
+			t.Errorf("%v: err = %v (exit %d), want a usage error naming %s", c.args, res.err, exitCode(res.err), c.flag)
+		}
+	}
+}
+
+func TestPrintStatusETA(t *testing.T) {
+	t.Parallel()
+	eta := 90.0
+	var b bytes.Buffer
+	printStatus(&b, statusReport{Campaign: "c", Total: 100, Created: 10, Pending: 90, Queue: "q", QueueFound: true,
+		RatePerSecond: 1, ETASeconds: &eta}, 2*time.Second)
+	if !strings.Contains(b.String(), "rate 1.0/s over 2s, about 1m30s left") {
+		t.Errorf("status:\n%s", b.String())
+	}
+}
+
+func TestProgressLinesOffTerminal(t *testing.T) {
+	t.Parallel()
+	var lines bytes.Buffer
+	p := newProgress(nil, &lines, "minting", "profiles", 100)
+	p.set(0, "")
+	p.lastLine = time.Now().Add(-progressEvery) // as if 5 s went by
+	p.start = time.Now().Add(-10 * time.Second)
+	p.set(50, "2 failed")
+	p.finish()
+	got := lines.String()
+	if !strings.HasPrefix(got, "minting: 50/100 (2 failed), 5.0 profiles/s, about 10s left\n") {
+		t.Errorf("progress lines:\n%s", got)
+	}
+}
+
+func TestProgressBarOnTerminal(t *testing.T) {
+	t.Parallel()
+	var bar, lines bytes.Buffer
+	p := newProgress(&bar, &lines, "enqueue", "rows", 10)
+	p.set(10, "")
+	p.note("a note")
+	p.finish()
+	if !strings.Contains(bar.String(), "10/10") {
+		t.Errorf("bar output lacks 10/10: %q", bar.String())
+	}
+	if lines.String() != "a note\n" {
+		t.Errorf("lines = %q, want only the note", lines.String())
+	}
+}
+
+// sandboxURL serves the stand-in API for the test's lifetime.
+func sandboxURL(t *testing.T) string {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+	return api.URL
+}

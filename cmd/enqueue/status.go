@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+)
+
+// defaultStatusSample is how long --status watches a campaign to measure
+// the rate its ETA is based on.
+const defaultStatusSample = 2 * time.Second
+
+// statusReport is what --status prints: the campaign's counts, the state
+// of its queue, and how long the rest should take at the measured rate.
+type statusReport struct {
+	Campaign string `json:"campaign"`
+	Total    int64  `json:"total"`
+	Created  int64  `json:"created"`
+	Failed   int64  `json:"failed"`
+	Pending  int64  `json:"pending"`
+
+	Queue         string `json:"queue"`
+	QueueFound    bool   `json:"queue_found"`
+	QueuePaused   bool   `json:"queue_paused"`
+	QueueSize     int    `json:"queue_size"` // every task of the queue, all campaigns
+	QueueActive   int    `json:"queue_active"`
+	QueueRetry    int    `json:"queue_retry"`
+	QueueArchived int    `json:"queue_archived"`
+	Workers       int    `json:"workers"` // worker processes serving the queue
+
+	// RatePerSecond is results a second over the sample; ETASeconds is
+	// Pending at that rate, absent when the rate is zero or not measured.
+	RatePerSecond float64  `json:"rate_per_second"`
+	ETASeconds    *float64 `json:"eta_seconds,omitempty"`
+}
+
+// status prints a campaign's counts at any time, from any machine that
+// reaches the fleet's Redis. It fails only when the campaign is unknown.
+func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer) error {
+	store := campaign.NewStore(rdb, 0)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	defer insp.Close()
+
+	first, err := store.Progress(ctx, cfg.campaign)
+	if err != nil {
+		return err
+	}
+	if first.Total == 0 {
+		return fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+	}
+	last := first
+	if first.Pending() > 0 && cfg.sample > 0 {
+		select {
+		case <-time.After(cfg.sample):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if last, err = store.Progress(ctx, cfg.campaign); err != nil {
+			return err
+		}
+	}
+
+	rep := statusReport{
+		Campaign: cfg.campaign, Total: last.Total, Created: last.Created,
+		Failed: last.Failed, Pending: last.Pending(), Queue: cfg.queue,
+	}
+	if cfg.sample > 0 && first.Pending() > 0 {
+		rep.RatePerSecond = float64(last.Done()-first.Done()) / cfg.sample.Seconds()
+	}
+	if rep.RatePerSecond > 0 {
+		eta := float64(rep.Pending) / rep.RatePerSecond
+		rep.ETASeconds = &eta
+	}
+	qi, err := insp.GetQueueInfo(cfg.queue)
+	switch {
+	case err == nil:
+		rep.QueueFound, rep.QueuePaused = true, qi.Paused
+		rep.QueueSize, rep.QueueActive, rep.QueueRetry, rep.QueueArchived = qi.Size, qi.Active, qi.Retry, qi.Archived
+	case !errors.Is(err, asynq.ErrQueueNotFound):
+		return fmt.Errorf("read queue %q: %w", cfg.queue, err)
+	}
+	if servers, err := insp.Servers(); err == nil {
+		for _, s := range servers {
+			if _, ok := s.Queues[cfg.queue]; ok {
+				rep.Workers++
+			}
+		}
+	}
+
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(rep)
+	}
+	printStatus(stdout, rep, cfg.sample)
+	return nil
+}
+
+func printStatus(w io.Writer, r statusReport, sample time.Duration) {
+	fmt.Fprintf(w, "campaign %s\n", r.Campaign)
+	fmt.Fprintf(w, "  total    %d\n", r.Total)
+	fmt.Fprintf(w, "  created  %d\n", r.Created)
+	fmt.Fprintf(w, "  failed   %d\n", r.Failed)
+	fmt.Fprintf(w, "  pending  %d\n", r.Pending)
+
+	state := "running"
+	switch {
+	case !r.QueueFound:
+		state = "not found (no task was ever enqueued on it)"
+	case r.QueuePaused:
+		state = "PAUSED (fix the fault the workers logged, then: enqueue --resume --queue " + r.Queue + ")"
+	}
+	fmt.Fprintf(w, "queue %s: %s\n", r.Queue, state)
+	if r.QueueFound {
+		fmt.Fprintf(w, "  tasks %d (active %d, retry %d, archived %d; all campaigns), workers %d\n",
+			r.QueueSize, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
+	}
+
+	switch {
+	case r.Pending == 0:
+		fmt.Fprintln(w, "done: every profile has a result")
+	case sample == 0:
+	case r.ETASeconds != nil:
+		eta := time.Duration(*r.ETASeconds * float64(time.Second))
+		fmt.Fprintf(w, "rate %.1f/s over %s, about %s left\n", r.RatePerSecond, sample, eta.Round(time.Second))
+	default:
+		fmt.Fprintf(w, "no result in the last %s: no ETA (paused, no worker, or waiting out a rate limit)\n", sample)
+	}
+}
