@@ -259,12 +259,23 @@ func (s *Store) BeginCall(ctx context.Context, campaign, profileID string, stale
 // often it has. A profile that keeps pausing the queue after resumes is
 // refused for itself, not for the account.
 func (s *Store) CountPause(ctx context.Context, campaign, profileID string) (int64, error) {
-	k := key(campaign, "pauses")
+	return s.incr(ctx, key(campaign, "pauses"), profileID, "pause")
+}
+
+// CountMalformed notes that a profile's call got an unusable 200 and
+// returns how many it has had. Its budget is apart from that of transient
+// faults: two 500s before a malformed answer do not use it up.
+func (s *Store) CountMalformed(ctx context.Context, campaign, profileID string) (int64, error) {
+	return s.incr(ctx, key(campaign, "malformed"), profileID, "malformed answer")
+}
+
+// incr adds one to a profile's counter in the hash k.
+func (s *Store) incr(ctx context.Context, k, profileID, what string) (int64, error) {
 	pipe := s.rdb.TxPipeline()
 	n := pipe.HIncrBy(ctx, k, profileID, 1)
 	pipe.Expire(ctx, k, s.retention)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("count pause for %s: %w", profileID, err)
+		return 0, fmt.Errorf("count %s for %s: %w", what, profileID, err)
 	}
 	return n.Val(), nil
 }
@@ -463,15 +474,16 @@ func (s *Store) Results(ctx context.Context, campaign string) ([]Result, error) 
 	return out, nil
 }
 
-// forgetScript removes one profile's result, status and call count and
-// takes it off the counts, atomically. KEYS: results, status, counts,
-// calls, expiry; ARGV: profile id.
+// forgetScript removes one profile's result, status, call and malformed
+// counts and takes it off the counts, atomically. KEYS: results, status,
+// counts, calls, expiry, malformed; ARGV: profile id.
 var forgetScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 if old then
   redis.call('HINCRBY', KEYS[3], old, -1)
 end
@@ -482,7 +494,7 @@ return 1
 // again on purpose (a re-run of failures).
 func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) error {
 	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
-		key(campaign, "calls"), key(campaign, "expiry")}
+		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed")}
 	for _, id := range ids {
 		if err := forgetScript.Run(ctx, s.rdb, keys, id).Err(); err != nil {
 			return fmt.Errorf("forget %s in %s: %w", id, campaign, err)

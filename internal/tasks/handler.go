@@ -65,6 +65,7 @@ type Store interface {
 	BeginCall(ctx context.Context, campaign, profileID string, staleBefore time.Time) (campaign.Status, int64, error)
 	Calls(ctx context.Context, campaign, profileID string) (int64, error)
 	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
+	CountMalformed(ctx context.Context, campaign, profileID string) (int64, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
 }
 
@@ -341,7 +342,11 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		return a.pause(d, callErr, requestID)
 
 	case RetryMalformed:
-		if a.retried+1 >= cfg.MaxMalformed {
+		n, err := cfg.Store.CountMalformed(ctx, a.p.Campaign, a.p.ProfileID)
+		if err != nil {
+			return err
+		}
+		if n >= int64(cfg.MaxMalformed) {
 			return a.fail(ctx, d.Reason, message(apiErr, callErr), requestID)
 		}
 	}

@@ -208,17 +208,41 @@ func TestHandlerTransient(t *testing.T) {
 func TestHandlerMalformedIsBounded(t *testing.T) {
 	t.Parallel()
 	bad := &client.Error{Kind: client.KindMalformed, StatusCode: 200, Message: "200 without url"}
-	b := setup(t, bad)
-	if err := b.run(t, context.Background(), 0, Payload{}); !IsFailure(err) || errors.Is(err, asynq.SkipRetry) {
-		t.Fatalf("first malformed: err = %v, want a counted retry", err)
+	b := setup(t, bad, bad, bad)
+	for i := range DefaultMaxMalformed - 1 {
+		if err := b.run(t, context.Background(), i, Payload{}); !IsFailure(err) || errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("malformed answer %d: err = %v, want a counted retry", i+1, err)
+		}
 	}
-	b = setup(t, bad)
 	err := b.run(t, context.Background(), DefaultMaxMalformed-1, Payload{})
 	if !errors.Is(err, asynq.SkipRetry) {
-		t.Fatalf("last malformed: err = %v, want SkipRetry", err)
+		t.Fatalf("malformed answer %d: err = %v, want SkipRetry", DefaultMaxMalformed, err)
 	}
 	if r, _ := b.result(t); r.ErrorType != "malformed_response" || r.ErrorMessage != "200 without url" {
 		t.Errorf("result = %+v", r)
+	}
+}
+
+// TestHandlerMalformedBudgetIsItsOwn: transient faults before a malformed
+// answer do not use up the malformed budget (the chaos suite's
+// [500 500 malformed] failed a profile that a later call would have
+// served).
+func TestHandlerMalformedBudgetIsItsOwn(t *testing.T) {
+	t.Parallel()
+	fault := &client.Error{Kind: client.KindAPI, StatusCode: 500, Type: "api_error"}
+	bad := &client.Error{Kind: client.KindMalformed, StatusCode: 200, Message: "200 without url"}
+	b := setup(t, fault, fault, bad, nil)
+	for i := range 3 {
+		if err := b.run(t, context.Background(), i, Payload{}); !IsFailure(err) || errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("answer %d: err = %v, want a counted retry", i+1, err)
+		}
+	}
+	if err := b.run(t, context.Background(), 3, Payload{}); err != nil {
+		t.Fatalf("answer 4: err = %v, want success", err)
+	}
+	r, ok := b.result(t)
+	if !ok || r.Status != campaign.StatusCreated || r.Attempts != 4 {
+		t.Errorf("result = %+v, want created after 4 attempts", r)
 	}
 }
 
