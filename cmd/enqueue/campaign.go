@@ -36,6 +36,7 @@ type campaignRun struct {
 	repeats *source.Repeats
 	out     *sink.File // nil without --out
 	rows    int        // records in the input, for the progress bar
+	carried int        // local mode: results kept from an existing --out
 	sum     producer.Summary
 }
 
@@ -121,6 +122,9 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 	r.sum, err = producer.Enqueue(ctx, pc, recs)
 	bar.finish()
 	printSummary(r.stdout, r.cfg.campaign, r.sum)
+	if r.carried > 0 {
+		fmt.Fprintf(r.stdout, "  (of the already enqueued, %d were carried over from the existing %s: their URLs are kept, no call)\n", r.carried, r.cfg.out)
+	}
 	if err != nil {
 		return fmt.Errorf("enqueue stopped after %d rows: %w", r.sum.Read, err)
 	}

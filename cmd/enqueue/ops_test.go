@@ -205,11 +205,19 @@ func TestProgressBarOnTerminal(t *testing.T) {
 // sandboxURL serves the stand-in API for the test's lifetime.
 func sandboxURL(t *testing.T) string {
 	t.Helper()
+	_, url := sandboxServer(t)
+	return url
+}
+
+// sandboxServer serves the stand-in API for the test's lifetime, and
+// returns it, for its counts, with its URL.
+func sandboxServer(t *testing.T) (*sandbox.Server, string) {
+	t.Helper()
 	sb, err := sandbox.New(sandbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(sb)
 	t.Cleanup(api.Close)
-	return api.URL
+	return sb, api.URL
 }

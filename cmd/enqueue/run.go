@@ -71,7 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // Redis, the same worker as a fleet's, and, with --sandbox, the stand-in
 // API. Whatever ends the run (done, Ctrl-C, a paused queue), it writes
 // every input profile to --out, those without a result as pending: the
-// embedded Redis and its URLs are gone once the process exits.
+// embedded Redis is gone once the process exits, so a run of the same
+// command starts from the live URLs of that file (see carryOver).
 func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
@@ -104,6 +105,9 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		return err
 	}
 
+	if r.carried, err = r.carryOver(ctx); err != nil {
+		return err
+	}
 	if err := r.enqueue(ctx); err != nil {
 		return err
 	}
