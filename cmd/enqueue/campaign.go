@@ -264,11 +264,25 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("interrupted: %d of %d profiles done: %w", prog.Done(), prog.Total, ctx.Err())
+			return &interruptedError{done: prog.Done(), total: prog.Total, err: ctx.Err()}
 		case <-tick.C:
 		}
 	}
 }
+
+// interruptedError ends a run stopped by a signal. Its counts are the
+// campaign's when follow returns; finish replaces them with those of the
+// file it writes, which holds the calls that were in flight too.
+type interruptedError struct {
+	done, total int64
+	err         error
+}
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("interrupted: %d of %d profiles done: %v", e.done, e.total, e.err)
+}
+
+func (e *interruptedError) Unwrap() error { return e.err }
 
 // fleetCheckEvery is how often a fleet run checks why nothing may move: a
 // paused queue, or no worker.
@@ -330,6 +344,10 @@ func (r *campaignRun) finish(ctx context.Context, runErr error) error {
 	if c.Created > 0 {
 		fmt.Fprintf(r.stdout, "the first link expires at %s (in %s): send them before then\n",
 			c.FirstExpiry.UTC().Format(time.RFC3339), time.Until(c.FirstExpiry).Round(time.Minute))
+	}
+	var ie *interruptedError
+	if errors.As(runErr, &ie) {
+		ie.done, ie.total = int64(c.Rows-c.Pending), int64(c.Rows)
 	}
 	switch {
 	case runErr != nil:

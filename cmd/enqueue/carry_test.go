@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +171,45 @@ func TestLocalRerunAfterInterruption(t *testing.T) {
 		if old := before[id]; strings.Contains(old, ",created,") && old != line {
 			t.Errorf("%s changed:\n got %s\nwant %s", id, line, old)
 		}
+	}
+}
+
+// TestLocalInterruptStopsCalls interrupts a slow local run: no call
+// arrives after the interruption but those already in flight, the run
+// ends at once, and its message counts what the file holds.
+func TestLocalInterruptStopsCalls(t *testing.T) {
+	t.Parallel()
+	sb, api := localAPI(t)
+	in := writeProfiles(t, 100)
+	out := filepath.Join(t.TempDir(), "r.csv")
+	args := append(api, "--rate", "2", "--workers", "10", "--csv", in, "--out", out)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stopped time.Time
+	time.AfterFunc(1500*time.Millisecond, func() {
+		stopped = time.Now()
+		cancel()
+	})
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, nil, &stdout, &stderr)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the interruption\n%s", err, stdout.String())
+	}
+	if d := time.Since(stopped); d > time.Second {
+		t.Errorf("the run ended %s after the interruption, want under 1s", d)
+	}
+	if last := sb.Stats().LastAt; last.After(stopped.Add(200 * time.Millisecond)) {
+		t.Errorf("a call arrived %s after the interruption, want none", last.Sub(stopped))
+	}
+
+	created := 0
+	for _, r := range readCSV(t, out) {
+		if r["status"] == "created" {
+			created++
+		}
+	}
+	if want := fmt.Sprintf("interrupted: %d of 100 profiles done", created); !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %q, want %q (the file has %d created)", err, want, created)
 	}
 }

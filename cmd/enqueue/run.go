@@ -115,6 +115,9 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		return err
 	}
 	followErr := r.follow(ctx, true)
+	if ctx.Err() != nil {
+		w.Drain() // Ctrl-C: no call after it but those in flight
+	}
 	w.Shutdown()
 	return r.finish(ctx, followErr)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -125,6 +126,8 @@ type Worker struct {
 	inspector *asynq.Inspector
 	handler   *tasks.Handler
 	metrics   *metrics.Metrics
+	drain     chan struct{} // closed by Drain
+	drainOnce sync.Once
 }
 
 // New builds a Worker; Start runs it.
@@ -147,6 +150,8 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	drain := make(chan struct{})
+	limiter = drainingLimiter{Limiter: limiter, drain: drain}
 
 	inspector := asynq.NewInspectorFromRedisClient(cfg.Redis)
 	hc := cfg.Handler
@@ -187,7 +192,7 @@ func New(cfg Config) (*Worker, error) {
 			}
 		},
 	})
-	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m}, nil
+	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m, drain: drain}, nil
 }
 
 func rateOf(cfg Config) float64 {
@@ -227,6 +232,52 @@ func (w *Worker) Start() error {
 		"rate", w.cfg.Rate, "burst", w.cfg.Burst, "fleet_limit", w.cfg.Fleet)
 	return nil
 }
+
+// Drain makes the worker start no more API calls, at once: it takes no
+// new task, and tasks waiting for the rate limiter give up and go back to
+// the queue. Calls already made finish (within Client.Timeout); Shutdown
+// then waits for them only. It is safe to call more than once.
+func (w *Worker) Drain() {
+	w.drainOnce.Do(func() {
+		close(w.drain)
+		w.srv.Stop()
+	})
+}
+
+// drainingLimiter ends every wait when drain is closed, so that a worker
+// told to stop does not make the calls its queued tasks were waiting for.
+type drainingLimiter struct {
+	tasks.Limiter
+	drain <-chan struct{}
+}
+
+func (l drainingLimiter) Wait(ctx context.Context) error {
+	select {
+	case <-l.drain:
+		return errDraining
+	default:
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.drain:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := l.Limiter.Wait(ctx); err != nil {
+		select {
+		case <-l.drain:
+			return errDraining
+		default:
+		}
+		return err
+	}
+	return nil
+}
+
+var errDraining = errors.New("worker stopping: no new calls")
 
 // Shutdown stops taking tasks, gives in-flight ones ShutdownTimeout to
 // finish and puts the rest back in the queue.
