@@ -368,10 +368,28 @@ func (s *Store) Progress(ctx context.Context, campaign string) (Progress, error)
 	return p, nil
 }
 
+// setColumnsAttempts bounds SetColumns' optimistic transaction: each
+// round that fails lost to another writer's merge, so a few processes
+// enqueueing one campaign at once all get through.
+const setColumnsAttempts = 10
+
 // SetColumns merges passthrough column names into the campaign's column
 // order: known names keep their place, new ones are appended. It returns
-// the merged order.
+// the merged order. A concurrent merge makes it read and merge again, up to
+// setColumnsAttempts times.
 func (s *Store) SetColumns(ctx context.Context, campaign string, cols []string) ([]string, error) {
+	var err error
+	for range setColumnsAttempts {
+		var merged []string
+		merged, err = s.setColumns(ctx, campaign, cols)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return merged, err
+		}
+	}
+	return nil, fmt.Errorf("%w (after %d tries: other processes kept changing them)", err, setColumnsAttempts)
+}
+
+func (s *Store) setColumns(ctx context.Context, campaign string, cols []string) ([]string, error) {
 	k := key(campaign, "meta")
 	var merged []string
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {

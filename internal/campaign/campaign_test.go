@@ -196,3 +196,36 @@ func TestUnfinished(t *testing.T) {
 		t.Errorf("Unfinished of an unknown campaign = %v, want none", got)
 	}
 }
+
+// TestSetColumnsConcurrent is two enqueue processes of one new campaign at
+// once, and a few more: every merge succeeds and none is lost.
+func TestSetColumnsConcurrent(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.SetColumns(ctx, c, []string{"email", "col_" + strconv.Itoa(i)})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("SetColumns: %v, want no error", err)
+		}
+	}
+	cols, err := s.Columns(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) != n+1 || cols[0] != "email" {
+		t.Fatalf("columns %v, want email then the %d others", cols, n)
+	}
+	for i := range n {
+		if !slices.Contains(cols, "col_"+strconv.Itoa(i)) {
+			t.Errorf("columns %v lack col_%d", cols, i)
+		}
+	}
+}
