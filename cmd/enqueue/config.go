@@ -134,6 +134,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 func (c *config) validate() error {
 	switch {
 	case c.resume:
+		if c.redisURL == "" {
+			return usageError{errors.New("--resume needs --redis-url (or REDIS_URL): it unpauses a fleet's queue in that Redis; a local run keeps no queue once it ends")}
+		}
 		return nil
 	case c.json && !c.status:
 		return usageError{errors.New("--json goes with --status")}
