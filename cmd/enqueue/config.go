@@ -238,7 +238,21 @@ func (c *config) loadAPI(sandboxed bool) error {
 	if c.api, err = c.apiFlags.Config(withoutKey); err != nil {
 		return usageError{err}
 	}
+	if c.redisURL == "" && c.api.Timeout >= tasks.TaskTimeout {
+		return usageError{fmt.Errorf("--timeout %s: must be shorter than the task timeout %s (one run of a task: the rate-limit wait, the call and storing its result)", c.api.Timeout, tasks.TaskTimeout)}
+	}
 	return nil
+}
+
+// shutdownMargin is how much longer than one call the in-process workers'
+// shutdown budget is, for storing the result of a call that ends just in
+// time.
+const shutdownMargin = 5 * time.Second
+
+// localShutdownTimeout is the in-process workers' shutdown budget: the
+// worker's default, or longer when --timeout lets one call run longer.
+func localShutdownTimeout(callTimeout time.Duration) time.Duration {
+	return max(worker.DefaultShutdownTimeout, callTimeout+shutdownMargin)
 }
 
 // samePath reports whether two paths name the same file.

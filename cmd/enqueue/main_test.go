@@ -264,6 +264,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--refresh", "--retry-failed", "--campaign", "c"}, "choose one"},
 		{[]string{"--refresh", "--campaign", "c", "--local"}, "--refresh needs --redis-url"},
 		{[]string{"--resume", "--redis-url", ""}, "--resume needs --redis-url"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--timeout", "3m"}, "--timeout 3m0s: must be shorter than the task timeout 2m0s"},
 		{[]string{"--resume", "--local", "--csv", "x.csv"}, "--resume needs --redis-url"},
 		{[]string{"--retry-failed", "--campaign", "c", "--redis-url", ""}, "--retry-failed needs --redis-url"},
 		{[]string{"--status", "--campaign", "c", "--redis-url", ""}, "--status needs --redis-url"},
@@ -281,6 +282,20 @@ func TestUsageErrors(t *testing.T) {
 		if exitCode(res.err) != 2 {
 			t.Errorf("%v: exit code %d, want 2", tt.args, exitCode(res.err))
 		}
+	}
+}
+
+// TestLocalModeLongCallTimeout: a --timeout past the worker's default
+// shutdown budget is fine in local mode, whose budget follows it.
+func TestLocalModeLongCallTimeout(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "r.csv")
+	res := runCmd(t, "--local", "--sandbox", "--timeout", "30s", "--csv", writeProfiles(t, 2), "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	if rows := readCSV(t, out); len(rows) != 2 {
+		t.Errorf("rows = %d, want 2", len(rows))
 	}
 }
 

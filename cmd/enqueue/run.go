@@ -100,6 +100,7 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 	w, err := worker.New(worker.Config{
 		Redis: rdb, Queue: cfg.queue, Concurrency: cfg.workers,
 		Rate: cfg.rate, Burst: cfg.burst, Client: cfg.api, Logger: log,
+		ShutdownTimeout: localShutdownTimeout(cfg.api.Timeout),
 	})
 	if err != nil {
 		return err
