@@ -56,18 +56,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&c.Seed, "seed", 0, "random seed for faults and jitter (0: from the clock)")
 	fs.TextVar(&opts.logLevel, "log-level", slog.LevelInfo, "log `level`: debug (one line per request), info, warn, error")
 	if err := fs.Parse(args); err != nil {
-		return options{}, err
+		return options{}, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return options{}, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 
 	if err := checkAddr(opts.addr, allowRemote); err != nil {
-		return options{}, err
+		return options{}, usageError{err}
 	}
 	var err error
 	if c.Faults, err = sandbox.ParseFaults(faults); err != nil {
-		return options{}, fmt.Errorf("--fail: %w", err)
+		return options{}, usageError{fmt.Errorf("--fail: %w", err)}
 	}
 	c.Keys = splitList(keys)
 	c.Script = splitList(script)

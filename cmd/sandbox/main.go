@@ -30,9 +30,24 @@ func main() {
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "sandbox:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
+
+// exitCode is 2 for a mistake in the command line, 1 for anything else.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // run serves until ctx is done. Flags come from args; stdout gets the
 // listening line only, stderr the log.
@@ -46,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv, err := sandbox.New(opts.config)
 	if err != nil {
-		return err
+		return usageError{err} // the config is the flags'
 	}
 	ln, err := net.Listen("tcp", opts.addr)
 	if err != nil {

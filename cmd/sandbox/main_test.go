@@ -207,6 +207,9 @@ func TestRunRejects(t *testing.T) {
 			if got := err.Error(); got != tc.want {
 				t.Errorf("run: got %q, want %q", got, tc.want)
 			}
+			if got := exitCode(err); got != 2 {
+				t.Errorf("exit code %d, want 2 (a mistake in the command line)", got)
+			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout = %q, want nothing", stdout.String())
 			}
