@@ -115,7 +115,7 @@ func openRedis(ctx context.Context, url string, log interface {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, err
 		}
-		log.Warn("redis not reachable yet; retrying", "error", err, "retry_in", delay)
+		log.Warn("redis not reachable yet; retrying", "error", err, "retry_in", delay.String())
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
