@@ -755,3 +755,45 @@ func TestLocalModeWarnsOfShortLivedURLs(t *testing.T) {
 		t.Errorf("the warning does not come before the results:\n%s", res.out)
 	}
 }
+
+// TestRetryFailedCountsEveryAttempt fails a profile, retries it on
+// purpose, and fails it again: its attempts say 2, the calls made for it
+// in this campaign, not 1.
+func TestRetryFailedCountsEveryAttempt(t *testing.T) {
+	t.Parallel()
+	const id = "uprof_01T00000000000000000000000" // writeProfiles' first
+	rdb, name, url, sb := fleet(t, sandbox.Config{NotFound: []string{id}})
+	in := writeProfiles(t, 1)
+	out := filepath.Join(t.TempDir(), "r.csv")
+	if res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait", "--out", out); res.err == nil {
+		t.Fatalf("run: no error, want the 404 profile failed\n%s", res.out)
+	}
+	store := campaign.NewStore(rdb, 0)
+	ctx := context.Background()
+	first, ok, err := store.Get(ctx, name, id)
+	if err != nil || !ok || first.Status != campaign.StatusFailed || first.Attempts != 1 {
+		t.Fatalf("first result %+v (%v, %v), want failed after 1 attempt", first, ok, err)
+	}
+
+	if res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name, "--retry-failed"); res.err != nil {
+		t.Fatalf("--retry-failed: %v\n%s", res.err, res.out)
+	}
+	var again campaign.Result
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if again, ok, err = store.Get(ctx, name, id); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no result after --retry-failed")
+		}
+	}
+	if calls := sb.Stats().ByProfile[id]; calls != 2 {
+		t.Errorf("the sandbox got %d calls for %s, want 2", calls, id)
+	}
+	if again.Status != campaign.StatusFailed || again.Attempts != 2 {
+		t.Errorf("after --retry-failed: %s after %d attempts, want failed after 2 (the calls made in all)", again.Status, again.Attempts)
+	}
+}

@@ -116,14 +116,22 @@ func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq
 	if err := insp.DeleteTask(cfg.queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 		return err
 	}
+	// The result's attempts are the prior ones plus the store's count,
+	// which a retry clears and a refresh goes on with.
+	counted, err := store.Calls(ctx, r.Campaign, r.ProfileID)
+	if err != nil {
+		return err
+	}
 	if refreshBefore.IsZero() {
 		if err := store.Forget(ctx, r.Campaign, r.ProfileID); err != nil {
 			return err
 		}
+		counted = 0
 	}
 	task, err := tasks.NewTask(tasks.Payload{
 		Campaign: r.Campaign, ProfileID: r.ProfileID, Seq: r.Seq, Columns: r.Columns,
 		EnqueuedAt: time.Now(), RefreshBefore: refreshBefore,
+		PriorAttempts: max(r.Attempts-counted, 0),
 	})
 	if err != nil {
 		return err

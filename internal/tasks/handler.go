@@ -411,7 +411,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.ProfileID = a.p.ProfileID
 	r.Seq = a.p.Seq
 	r.Columns = a.p.Columns
-	r.Attempts = a.calls
+	r.Attempts = a.p.PriorAttempts + a.calls
 	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
 	if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {

@@ -71,6 +71,12 @@ type Payload struct {
 	// one (the refresh ran already) ends the task. A refresh that fails
 	// leaves a still-live URL in place.
 	RefreshBefore time.Time `json:"refresh_before,omitzero"`
+
+	// PriorAttempts are the profile's API calls in this campaign that the
+	// store no longer counts (--retry-failed clears them, for a fresh
+	// budget); the result's Attempts adds them, so that it says every call
+	// made for the profile.
+	PriorAttempts int64 `json:"prior_attempts,omitempty"`
 }
 
 // TaskID is the asynq task id of a profile in a campaign.
