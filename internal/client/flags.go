@@ -3,6 +3,7 @@ package client
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -17,14 +18,17 @@ type Flags struct {
 	keyFile  string
 	betas    string
 	endpoint string
+	warnings io.Writer // the FlagSet's output
 }
 
 // DefaultCallTimeout is the --timeout default: well under the task
 // timeout and the shutdown budget.
 const DefaultCallTimeout = 20 * time.Second
 
-// Register adds the API flags to fs.
+// Register adds the API flags to fs. Config's warnings (a key file that
+// others can read) go to fs's output, as its usage does.
 func (f *Flags) Register(fs *flag.FlagSet) {
+	f.warnings = fs.Output()
 	fs.StringVar(&f.cfg.BaseURL, "base-url", envOr("ANTHROPIC_BASE_URL", DefaultBaseURL), "API base URL (env ANTHROPIC_BASE_URL)")
 	fs.StringVar(&f.keyFile, "api-key-file", "", "read the API key from this file instead of ANTHROPIC_API_KEY")
 	fs.StringVar(&f.cfg.Version, "api-version", DefaultVersion, "anthropic-version header")
@@ -53,7 +57,7 @@ func (f *Flags) Config(withoutKey bool) (Config, error) {
 	if withoutKey {
 		return c, nil
 	}
-	key, err := loadKey(f.keyFile)
+	key, err := loadKey(f.keyFile, f.warnings)
 	if err != nil {
 		return c, err
 	}
@@ -64,13 +68,19 @@ func (f *Flags) Config(withoutKey bool) (Config, error) {
 	return c, nil
 }
 
-func loadKey(path string) (string, error) {
+// loadKey reads the key from the environment, or from path, warning on
+// warnings when others may read that file: the key still works, but it is
+// no longer only this account's.
+func loadKey(path string, warnings io.Writer) (string, error) {
 	if path == "" {
 		return strings.TrimSpace(os.Getenv("ANTHROPIC_API_KEY")), nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("--api-key-file: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 && warnings != nil {
+		fmt.Fprintf(warnings, "warning: --api-key-file %s can be read by other users (mode %04o): chmod 600 it\n", path, st.Mode().Perm())
 	}
 	key := strings.TrimSpace(string(b))
 	if key == "" {

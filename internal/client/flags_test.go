@@ -178,3 +178,38 @@ func TestFlagsErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestFlagsKeyFileReadableByOthers: a key file others can read still
+// works, with a warning on the FlagSet's output; a private one gets none.
+func TestFlagsKeyFileReadableByOthers(t *testing.T) {
+	clearAPIEnv(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o644, true}, {0o640, true}, {0o600, false}, {0o400, false}} {
+		keyFile := filepath.Join(dir, "key")
+		if err := os.WriteFile(keyFile, []byte(testKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(keyFile, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		var f client.Flags
+		var out strings.Builder
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(&out)
+		f.Register(fs)
+		if err := fs.Parse([]string{"-api-key-file", keyFile}); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.Config(false)
+		if err != nil || cfg.APIKey != testKey {
+			t.Fatalf("mode %04o: Config: key %q, %v; want the file's key and no error", tc.mode, cfg.APIKey, err)
+		}
+		if got := strings.Contains(out.String(), "can be read by other users (mode"); got != tc.warn {
+			t.Errorf("mode %04o: warning %v (output %q), want %v", tc.mode, got, out.String(), tc.warn)
+		}
+		os.Remove(keyFile)
+	}
+}
