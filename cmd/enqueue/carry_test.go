@@ -187,7 +187,7 @@ func TestLocalInterruptStopsCalls(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stopped time.Time
-	time.AfterFunc(1500*time.Millisecond, func() {
+	time.AfterFunc(1250*time.Millisecond, func() { // between two turns of the limiter
 		stopped = time.Now()
 		cancel()
 	})

@@ -319,6 +319,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	w.Drain()
 	w.Shutdown()
 	return err
 }
