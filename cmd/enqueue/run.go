@@ -73,6 +73,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // every input profile to --out, those without a result as pending: the
 // embedded Redis is gone once the process exits, so a run of the same
 // command starts from the live URLs of that file (see carryOver).
+//
+// TODO: the file is written only at the end, so a run that cannot write
+// it then (a full disk) or is killed (SIGKILL, a second Ctrl-C) loses
+// every URL it minted, and the next run calls the API for them again; a
+// checkpoint of --out every few minutes would bound that loss.
 func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
