@@ -16,6 +16,7 @@ import (
 	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/sandbox"
 	"github.com/enrollq/enrollq/internal/source"
+	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/worker"
 )
@@ -23,7 +24,13 @@ import (
 // config is everything the flags and environment say.
 type config struct {
 	csvPath  string
-	idColumn string
+	idColumn string // "" with --db-url: the query's first column
+
+	// SQL input, instead of csvPath.
+	dbURL        string
+	query        string
+	queryTimeout time.Duration
+
 	campaign string
 	out      string
 	redisURL string
@@ -61,13 +68,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: enqueue --csv FILE [flags]")
+		fmt.Fprintln(stderr, "       enqueue --db-url URL --query SQL [flags]")
 		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
 		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
 		fs.PrintDefaults()
 	}
 
 	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
-	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
+	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case); with --db-url the default is the query's first column")
+	fs.StringVar(&c.dbURL, "db-url", "", "read profiles from this PostgreSQL (postgres://) or MySQL/MariaDB (mysql://) database, with --query, instead of --csv")
+	fs.StringVar(&c.query, "query", "", "with --db-url: the SELECT that yields the profiles, run in a read-only transaction")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", source.DefaultQueryTimeout, "with --db-url: how long the query may take, rows read included")
 	fs.StringVar(&c.campaign, "campaign", "", "campaign name (default: input file name and today's UTC date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
@@ -102,6 +113,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.local {
 		c.redisURL = ""
 	}
+	if c.dbURL != "" && !flagSet(fs, "id-column") {
+		c.idColumn = ""
+	}
 	return c, c.validate()
 }
 
@@ -116,11 +130,20 @@ func (c *config) validate() error {
 		if c.redisURL == "" {
 			return usageError{errors.New("--retry-failed needs --redis-url (a local run keeps nothing to retry)")}
 		}
+	case c.csvPath != "" && c.dbURL != "":
+		return usageError{errors.New("--csv and --db-url both name the input: give one")}
+	case c.dbURL != "":
+		if err := c.validateQuery(); err != nil {
+			return err
+		}
 	case c.csvPath == "":
-		return usageError{errors.New("--csv is required (a file, or - for standard input)")}
+		return usageError{errors.New("--csv is required (a file, or - for standard input), or --db-url with --query")}
+	}
+	if c.query != "" && c.dbURL == "" {
+		return usageError{errors.New("--query needs --db-url")}
 	}
 	if c.campaign == "" {
-		c.campaign = defaultCampaign(c.csvPath, time.Now())
+		c.campaign = defaultCampaign(c.inputName(), time.Now())
 	}
 	if err := campaign.ValidateName(c.campaign); err != nil {
 		return usageError{fmt.Errorf("--campaign: %w", err)}
@@ -131,7 +154,7 @@ func (c *config) validate() error {
 		}
 	}
 	local := c.redisURL == ""
-	if c.out != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
+	if c.out != "" && c.csvPath != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
 		return usageError{fmt.Errorf("--out %s is the input file: name another file", c.out)}
 	}
 	switch {
@@ -139,7 +162,7 @@ func (c *config) validate() error {
 		return usageError{errors.New("--out is required in local mode: the embedded Redis, and every URL it holds, is gone once the run ends")}
 	case c.queue == "":
 		return usageError{errors.New("--queue: must not be empty")}
-	case c.idColumn == "":
+	case c.idColumn == "" && c.dbURL == "":
 		return usageError{errors.New("--id-column: must not be empty")}
 	case local && c.wait:
 		return usageError{errors.New("--wait follows a fleet campaign: it needs --redis-url (local mode always runs to the end)")}
@@ -177,6 +200,41 @@ func (c *config) loadAPI(sandboxed bool) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+func (c *config) validateQuery() error {
+	switch {
+	case !sqldb.IsURL(c.dbURL):
+		return usageError{errors.New("--db-url: use postgres://, postgresql:// or mysql://user:pass@host:port/db")}
+	case strings.TrimSpace(c.query) == "":
+		return usageError{errors.New("--db-url needs --query, the SELECT that yields the profiles")}
+	case c.queryTimeout <= 0:
+		return usageError{fmt.Errorf("--query-timeout %s: must be positive", c.queryTimeout)}
+	}
+	return nil
+}
+
+// inputName names the input in messages and in the default campaign name.
+func (c *config) inputName() string {
+	if c.dbURL != "" {
+		return "query"
+	}
+	return c.csvPath
+}
+
+// inputUnit is what a problem's position counts: a file's lines or a
+// query's rows.
+func (c *config) inputUnit() string {
+	if c.dbURL != "" {
+		return "row"
+	}
+	return "line"
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // samePath reports whether two paths name the same file.
