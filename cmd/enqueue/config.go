@@ -15,6 +15,7 @@ import (
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/sandbox"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/source"
 	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/tasks"
@@ -59,6 +60,9 @@ type config struct {
 	apiFlags client.Flags
 	api      client.Config
 
+	sinkFlags sink.Flags
+	sink      sink.ResultsConfig // Target "" without --sink
+
 	logLevel string
 }
 
@@ -102,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.sbBurst, "sandbox-burst", 0, "with --sandbox: the stand-in's burst")
 
 	c.apiFlags.Register(fs)
+	c.sinkFlags.Register(fs)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
 
 	if err := fs.Parse(args); err != nil {
@@ -157,9 +162,18 @@ func (c *config) validate() error {
 	if c.out != "" && c.csvPath != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
 		return usageError{fmt.Errorf("--out %s is the input file: name another file", c.out)}
 	}
+	if c.sinkFlags.Set() {
+		if !local {
+			return usageError{errors.New("--sink in fleet mode belongs on cmd/worker: the workers hand on the results")}
+		}
+		var err error
+		if c.sink, err = c.sinkFlags.Config(); err != nil {
+			return usageError{err}
+		}
+	}
 	switch {
-	case local && c.out == "":
-		return usageError{errors.New("--out is required in local mode: the embedded Redis, and every URL it holds, is gone once the run ends")}
+	case local && c.out == "" && c.sink.Target == "":
+		return usageError{errors.New("--out is required in local mode, or a --sink: the embedded Redis, and every URL it holds, is gone once the run ends")}
 	case c.queue == "":
 		return usageError{errors.New("--queue: must not be empty")}
 	case c.idColumn == "" && c.dbURL == "":

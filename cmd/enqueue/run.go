@@ -89,10 +89,20 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		cfg.api.BaseURL = base
 		cfg.api.APIKey = "sandbox"
 	}
-	w, err := worker.New(worker.Config{
+	wc := worker.Config{
 		Redis: rdb, Queue: cfg.queue, Concurrency: cfg.workers,
 		Rate: cfg.rate, Burst: cfg.burst, Client: cfg.api, Logger: log,
-	})
+	}
+	if cfg.sink.Target != "" {
+		cfg.sink.Logger = log
+		s, err := sink.OpenResults(ctx, cfg.sink)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		wc.Sink = s
+	}
+	w, err := worker.New(wc)
 	if err != nil {
 		return err
 	}
