@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/client"
+	"github.com/enrollq/enrollq/internal/redistest"
+	"github.com/enrollq/enrollq/internal/sandbox"
+	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/sqltest"
+	"github.com/enrollq/enrollq/internal/tasks"
+	"github.com/enrollq/enrollq/internal/worker"
+)
+
+const sinkProfiles = 300
+
+// fleetWithSinks runs a campaign of sinkProfiles on two workers, each with
+// its own sink from newSink (as two processes would have), against a
+// sandbox that fails a fifth of its calls with a 500, and returns the
+// --out rows by profile id.
+func fleetWithSinks(t *testing.T, newSink func() sink.Results) map[string]map[string]string {
+	t.Helper()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	faults, err := sandbox.ParseFaults("500=0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Config{Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for range 2 {
+		s := newSink()
+		t.Cleanup(func() { s.Close() })
+		w, err := worker.New(worker.Config{
+			Redis: rdb, Queue: name, Concurrency: 8, Rate: 0, Fleet: true, Logger: quiet, Sink: s,
+			Client:  client.Config{APIKey: "k", BaseURL: api.URL, Timeout: 5 * time.Second},
+			Handler: tasks.HandlerConfig{Backoff: tasks.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Shutdown) // before the sink closes
+	}
+	t.Cleanup(func() {
+		insp := asynq.NewInspectorFromRedisClient(rdb)
+		insp.DeleteQueue(name, true)
+		insp.Close()
+	})
+
+	out := filepath.Join(t.TempDir(), "out.csv")
+	res := runCmd(t, "--redis-url", redisURLOf(t, rdb.Options().Addr, rdb.Options().DB), "--queue", name,
+		"--campaign", name, "--csv", writeProfiles(t, sinkProfiles), "--wait", "--out", out)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	if got := sb.Stats().ByStatus["500"]; got < sinkProfiles/10 {
+		t.Errorf("the sandbox failed %d calls; want about a fifth of them, so that tasks retried", got)
+	}
+	rows := map[string]map[string]string{}
+	for _, r := range readCSV(t, out) {
+		checkCreated(t, r)
+		rows[r["user_profile_id"]] = r
+	}
+	if len(rows) != sinkProfiles {
+		t.Fatalf("--out has %d profiles, want %d", len(rows), sinkProfiles)
+	}
+	return rows
+}
+
+func TestFleetTableSink(t *testing.T) {
+	for _, d := range sqltest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, url := sqltest.Open(t, d)
+			table := sqltest.Table(t, db)
+			want := fleetWithSinks(t, func() sink.Results {
+				s, err := sink.OpenTable(context.Background(), url, table)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+
+			rows, err := db.QueryContext(context.Background(),
+				"SELECT user_profile_id, enrollment_url, status, passthrough FROM "+table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				var id, url, status, passthrough string
+				if err := rows.Scan(&id, &url, &status, &passthrough); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				w, ok := want[id]
+				switch {
+				case !ok:
+					t.Errorf("table holds %s, which is not in the campaign", id)
+				case status != "created" || url != w["enrollment_url"]:
+					t.Errorf("%s: table has %s %q, --out has %s %q", id, status, url, w["status"], w["enrollment_url"])
+				}
+				var cols map[string]string
+				if json.Unmarshal([]byte(passthrough), &cols); cols["email"] != w["email"] {
+					t.Errorf("%s: passthrough %s, want email %q", id, passthrough, w["email"])
+				}
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if n != sinkProfiles {
+				t.Errorf("table rows = %d, want exactly one per profile (%d)", n, sinkProfiles)
+			}
+		})
+	}
+}
+
+// signedReceiver accepts signed deliveries, refusing every fifth, and
+// keeps the newest result per profile.
+type signedReceiver struct {
+	secret []byte
+
+	mu                     sync.Mutex
+	requests, refused, bad int
+	newest                 map[string]campaign.Result
+	deliveries             map[string]int
+}
+
+func (rc *signedReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.requests++
+	if !sink.Verify(rc.secret, r.Header.Get(sink.HeaderTimestamp), body, r.Header.Get(sink.HeaderSignature)) {
+		rc.bad++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	if rc.requests%5 == 0 {
+		rc.refused++
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	var res campaign.Result
+	if err := json.Unmarshal(body, &res); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.deliveries[res.ProfileID]++
+	if old, ok := rc.newest[res.ProfileID]; !ok || !res.FinishedAt.Before(old.FinishedAt) {
+		rc.newest[res.ProfileID] = res
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func TestFleetWebhookSink(t *testing.T) {
+	t.Parallel()
+	secret := []byte("whsec-fleet")
+	rc := &signedReceiver{secret: secret, newest: map[string]campaign.Result{}, deliveries: map[string]int{}}
+	hook := httptest.NewServer(rc)
+	t.Cleanup(hook.Close)
+
+	want := fleetWithSinks(t, func() sink.Results {
+		s, err := sink.NewWebhook(sink.WebhookConfig{URL: hook.URL + "/enrollq", Secret: secret,
+			Backoff: 5 * time.Millisecond, MaxWait: 50 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.newest) != sinkProfiles || rc.bad != 0 {
+		t.Errorf("receiver has %d profiles (want %d), %d bad signatures (want 0)", len(rc.newest), sinkProfiles, rc.bad)
+	}
+	if rc.refused < sinkProfiles/5-1 {
+		t.Errorf("receiver refused %d deliveries, want about a fifth of %d", rc.refused, rc.requests)
+	}
+	dups := 0
+	for _, n := range rc.deliveries {
+		dups += n - 1
+	}
+	t.Logf("receiver: %d requests, %d refused, %d profiles, %d extra deliveries, %d bad signatures",
+		rc.requests, rc.refused, len(rc.newest), dups, rc.bad)
+	for id, w := range want {
+		if got := rc.newest[id]; got.URL != w["enrollment_url"] || got.Status != campaign.StatusCreated {
+			t.Errorf("%s: receiver's newest is %s %q, --out has %q", id, got.Status, got.URL, w["enrollment_url"])
+		}
+	}
+}
