@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/enrollq/enrollq/internal/redistest"
 	"github.com/enrollq/enrollq/internal/sandbox"
 	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/sqltest"
 	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/worker"
@@ -209,6 +211,62 @@ func TestFleetWebhookSink(t *testing.T) {
 	for id, w := range want {
 		if got := rc.newest[id]; got.URL != w["enrollment_url"] || got.Status != campaign.StatusCreated {
 			t.Errorf("%s: receiver's newest is %s %q, --out has %q", id, got.Status, got.URL, w["enrollment_url"])
+		}
+	}
+}
+
+func TestLocalModeTableSink(t *testing.T) {
+	t.Parallel()
+	db, url := sqltest.Open(t, sqldb.Postgres)
+	table := sqltest.Table(t, db)
+	res := runCmd(t, "--local", "--sandbox", "--sandbox-fail", "500=0.2", "--rate", "0",
+		"--csv", writeProfiles(t, 50), "--sink", url, "--sink-table", table)
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	var n, created int
+	err := db.QueryRowContext(context.Background(),
+		"SELECT count(*), sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END) FROM "+table).Scan(&n, &created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 || created != 50 {
+		t.Errorf("table: %d rows, %d created; want 50 and 50", n, created)
+	}
+}
+
+// flakySink refuses every third result, as a database that drops
+// connections would.
+type flakySink struct {
+	mu    sync.Mutex
+	calls int
+	got   map[string]campaign.Result
+}
+
+func (s *flakySink) Put(_ context.Context, r campaign.Result) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls++; s.calls%3 == 0 {
+		return errors.New("connection reset")
+	}
+	s.got[r.ProfileID] = r
+	return nil
+}
+
+func (s *flakySink) Close() error { return nil }
+
+func TestSinkFailureRetriesTheTask(t *testing.T) {
+	t.Parallel()
+	s := &flakySink{got: map[string]campaign.Result{}}
+	want := fleetWithSinks(t, func() sink.Results { return s })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.got) != sinkProfiles {
+		t.Fatalf("sink has %d results, want %d", len(s.got), sinkProfiles)
+	}
+	for id, w := range want {
+		if s.got[id].URL != w["enrollment_url"] {
+			t.Errorf("%s: sink has %q, --out has %q", id, s.got[id].URL, w["enrollment_url"])
 		}
 	}
 }
