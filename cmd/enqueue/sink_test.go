@@ -235,18 +235,19 @@ func TestLocalModeTableSink(t *testing.T) {
 	}
 }
 
-// flakySink refuses every third result, as a database that drops
-// connections would.
+// flakySink refuses the first result of every profile, as a database
+// that dropped its connections would, and takes the next.
 type flakySink struct {
-	mu    sync.Mutex
-	calls int
-	got   map[string]campaign.Result
+	mu      sync.Mutex
+	refused map[string]bool
+	got     map[string]campaign.Result
 }
 
 func (s *flakySink) Put(_ context.Context, r campaign.Result) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.calls++; s.calls%3 == 0 {
+	if !s.refused[r.ProfileID] {
+		s.refused[r.ProfileID] = true
 		return errors.New("connection reset")
 	}
 	s.got[r.ProfileID] = r
@@ -257,7 +258,7 @@ func (s *flakySink) Close() error { return nil }
 
 func TestSinkFailureRetriesTheTask(t *testing.T) {
 	t.Parallel()
-	s := &flakySink{got: map[string]campaign.Result{}}
+	s := &flakySink{refused: map[string]bool{}, got: map[string]campaign.Result{}}
 	want := fleetWithSinks(t, func() sink.Results { return s })
 	s.mu.Lock()
 	defer s.mu.Unlock()
