@@ -57,7 +57,7 @@ func TestQuerySource(t *testing.T) {
 			dbURL, table := profileTable(t, d, n)
 			out := filepath.Join(t.TempDir(), "out.csv")
 
-			res := runCmd(t, "--db-url", dbURL,
+			res := runCmd(t, "--local", "--db-url", dbURL,
 				"--query", "SELECT id, email, note, signed_up FROM "+table+" ORDER BY seq",
 				"--sandbox", "--rate", "0", "--workers", "20", "--out", out)
 			if res.err != nil {
@@ -100,7 +100,7 @@ func TestQueryIDColumn(t *testing.T) {
 			t.Parallel()
 			dbURL, table := profileTable(t, d, 3)
 			out := filepath.Join(t.TempDir(), "out.jsonl")
-			res := runCmd(t, "--db-url", dbURL, "--id-column", "ID",
+			res := runCmd(t, "--local", "--db-url", dbURL, "--id-column", "ID",
 				"--query", "SELECT email, id FROM "+table+" WHERE seq <= 3 ORDER BY seq",
 				"--sandbox", "--out", out)
 			if res.err != nil {
@@ -120,7 +120,7 @@ func TestQueryIDColumn(t *testing.T) {
 func TestQueryFailsMidStream(t *testing.T) {
 	dbURL := sqltest.URL(t, sqldb.Postgres)
 	out := filepath.Join(t.TempDir(), "out.csv")
-	res := runCmd(t, "--db-url", dbURL, "--sandbox", "--out", out, "--query",
+	res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", out, "--query",
 		"SELECT CASE WHEN g <= 2000 THEN 'uprof_' || g ELSE (1 / (g - g))::text END FROM generate_series(1, 5000) g")
 	if res.err == nil {
 		t.Fatalf("run succeeded on a query that fails at row 2001:\n%s", res.out)
@@ -145,7 +145,7 @@ func TestQueryTimeout(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			t.Parallel()
 			dbURL := sqltest.URL(t, d)
-			res := runCmd(t, "--db-url", dbURL, "--query", queries[d], "--query-timeout", "500ms",
+			res := runCmd(t, "--local", "--db-url", dbURL, "--query", queries[d], "--query-timeout", "500ms",
 				"--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"))
 			if res.err == nil || !strings.Contains(res.err.Error(), "--query on") {
 				t.Fatalf("got error %v, want the query to time out\n%s", res.err, res.out)
@@ -163,7 +163,7 @@ func TestQueryPasswordNotShown(t *testing.T) {
 				t.Fatal(err)
 			}
 			u.User = url.UserPassword(u.User.Username(), "s3cr3t-pw")
-			res := runCmd(t, "--db-url", u.String(), "--query", "SELECT 1", "--sandbox",
+			res := runCmd(t, "--local", "--db-url", u.String(), "--query", "SELECT 1", "--sandbox",
 				"--out", filepath.Join(t.TempDir(), "out.csv"))
 			all := fmt.Sprint(res.err) + res.out + res.errOut
 			if strings.Contains(all, "s3cr3t-pw") {
