@@ -101,6 +101,7 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		}
 		defer s.Close()
 		wc.Sink = s
+		log.Info("result sink", "sink", s.String())
 	}
 	w, err := worker.New(wc)
 	if err != nil {

@@ -254,7 +254,8 @@ func (s *flakySink) Put(_ context.Context, r campaign.Result) error {
 	return nil
 }
 
-func (s *flakySink) Close() error { return nil }
+func (s *flakySink) Close() error   { return nil }
+func (s *flakySink) String() string { return "flaky sink" }
 
 func TestSinkFailureRetriesTheTask(t *testing.T) {
 	t.Parallel()

@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer s.Close()
 		cfg.Sink = s
+		log.Info("result sink", "sink", s.String())
 	}
 
 	return worker.Run(ctx, cfg)

@@ -17,6 +17,8 @@ import (
 type Results interface {
 	Put(ctx context.Context, r campaign.Result) error
 	Close() error
+	// String names the sink without its secrets, for logs.
+	String() string
 }
 
 // ResultsConfig says where results go as they are stored.

@@ -40,6 +40,7 @@ func ValidateTable(name string) error {
 // A Table is safe for concurrent use.
 type Table struct {
 	db             *sqldb.DB
+	name           string
 	insert, update string
 }
 
@@ -55,7 +56,7 @@ func OpenTable(ctx context.Context, dbURL, table string) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("result table: %w", err)
 	}
-	t := &Table{db: db}
+	t := &Table{db: db, name: table}
 	create := tableSQL(db.Dialect, table)
 	if _, err := db.ExecContext(ctx, create); err != nil {
 		db.Close()
@@ -167,6 +168,9 @@ func nullable(s string) any {
 	}
 	return s
 }
+
+// String names the table and its database, without the password.
+func (t *Table) String() string { return "table " + t.name + " on " + t.db.String() }
 
 // Close closes the connection pool.
 func (t *Table) Close() error { return t.db.Close() }

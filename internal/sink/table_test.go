@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,16 @@ func TestTableNameChecked(t *testing.T) {
 	for _, good := range []string{"enrollq_results", "crm.results", "_x1"} {
 		if err := sink.ValidateTable(good); err != nil {
 			t.Errorf("ValidateTable(%q) = %v", good, err)
+		}
+	}
+}
+
+func TestTablePasswordNotShown(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{"postgres://u:pw-secret@127.0.0.1:1/db", "mysql://u:pw-secret@127.0.0.1:1/db"} {
+		_, err := sink.OpenTable(context.Background(), url, sink.DefaultTable)
+		if err == nil || strings.Contains(err.Error(), "pw-secret") {
+			t.Errorf("OpenTable(%s): %v; want an error without the password", url, err)
 		}
 	}
 }

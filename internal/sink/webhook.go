@@ -204,6 +204,10 @@ func (w *Webhook) post(ctx context.Context, body []byte, delivery string) error 
 	return nil
 }
 
+// String names the receiving host; the URL's path and query may hold a
+// token.
+func (w *Webhook) String() string { return "webhook to " + w.host }
+
 // Close drops the client's idle connections.
 func (w *Webhook) Close() error {
 	w.cfg.Client.CloseIdleConnections()
