@@ -172,3 +172,19 @@ func TestQueryPasswordNotShown(t *testing.T) {
 		})
 	}
 }
+
+func TestQueryIsReadOnly(t *testing.T) {
+	t.Parallel()
+	db, dbURL := sqltest.Open(t, sqldb.Postgres)
+	table := sqltest.Table(t, db)
+	sqltest.Exec(t, db, "CREATE TABLE "+table+" (id text)")
+	res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
+		"--query", "WITH w AS (INSERT INTO "+table+" VALUES ('uprof_w') RETURNING id) SELECT id FROM w")
+	if res.err == nil || !strings.Contains(res.err.Error(), "read-only") {
+		t.Errorf("a writing query: error %v, want the read-only transaction to refuse it", res.err)
+	}
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil || n != 0 {
+		t.Errorf("table rows = %d (%v), want 0", n, err)
+	}
+}
