@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/client"
@@ -32,7 +35,7 @@ const sinkProfiles = 300
 // its own sink from newSink (as two processes would have), against a
 // sandbox that fails a fifth of its calls with a 500, and returns the
 // --out rows by profile id.
-func fleetWithSinks(t *testing.T, newSink func() sink.Results) map[string]map[string]string {
+func fleetWithSinks(t *testing.T, newSink func(rdb *redis.Client, queue string) sink.Results) map[string]map[string]string {
 	t.Helper()
 	rdb := redistest.New(t)
 	name := redistest.Name(t)
@@ -49,7 +52,7 @@ func fleetWithSinks(t *testing.T, newSink func() sink.Results) map[string]map[st
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range 2 {
-		s := newSink()
+		s := newSink(rdb, name)
 		t.Cleanup(func() { s.Close() })
 		w, err := worker.New(worker.Config{
 			Redis: rdb, Queue: name, Concurrency: 8, Rate: 0, Fleet: true, Logger: quiet, Sink: s,
@@ -96,7 +99,7 @@ func TestFleetTableSink(t *testing.T) {
 			t.Parallel()
 			db, url := sqltest.Open(t, d)
 			table := sqltest.Table(t, db)
-			want := fleetWithSinks(t, func() sink.Results {
+			want := fleetWithSinks(t, func(*redis.Client, string) sink.Results {
 				s, err := sink.OpenTable(context.Background(), url, table)
 				if err != nil {
 					t.Fatal(err)
@@ -184,15 +187,28 @@ func TestFleetWebhookSink(t *testing.T) {
 	hook := httptest.NewServer(rc)
 	t.Cleanup(hook.Close)
 
-	want := fleetWithSinks(t, func() sink.Results {
-		s, err := sink.NewWebhook(sink.WebhookConfig{URL: hook.URL + "/enrollq", Secret: secret,
+	var outbox *sink.Outbox
+	want := fleetWithSinks(t, func(rdb *redis.Client, queue string) sink.Results {
+		wh, err := sink.NewWebhook(sink.WebhookConfig{URL: hook.URL + "/enrollq", Secret: secret,
 			Backoff: 5 * time.Millisecond, MaxWait: 50 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		ob := sink.NewOutbox(rdb, queue, wh)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { ob.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		t.Cleanup(func() { rdb.Del(context.Background(), "enrollq:webhook:{"+queue+"}") })
+		outbox = ob
+		return ob
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := outbox.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -260,7 +276,7 @@ func (s *flakySink) String() string { return "flaky sink" }
 func TestSinkFailureRetriesTheTask(t *testing.T) {
 	t.Parallel()
 	s := &flakySink{refused: map[string]bool{}, got: map[string]campaign.Result{}}
-	want := fleetWithSinks(t, func() sink.Results { return s })
+	want := fleetWithSinks(t, func(*redis.Client, string) sink.Results { return s })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.got) != sinkProfiles {
@@ -269,6 +285,37 @@ func TestSinkFailureRetriesTheTask(t *testing.T) {
 	for id, w := range want {
 		if s.got[id].URL != w["enrollment_url"] {
 			t.Errorf("%s: sink has %q, --out has %q", id, s.got[id].URL, w["enrollment_url"])
+		}
+	}
+}
+
+func TestLocalModeWebhookSink(t *testing.T) {
+	t.Parallel()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("whsec-local\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc := &signedReceiver{secret: []byte("whsec-local"), newest: map[string]campaign.Result{}, deliveries: map[string]int{}}
+	hook := httptest.NewServer(rc)
+	t.Cleanup(hook.Close)
+
+	out := filepath.Join(t.TempDir(), "out.csv")
+	res := runCmd(t, "--local", "--sandbox", "--rate", "0", "--csv", writeProfiles(t, 50), "--out", out,
+		"--sink", hook.URL+"/enrollq?token=tok-local", "--sink-secret-file", secretFile, "--log-level", "info")
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s%s", res.err, res.out, res.errOut)
+	}
+	if strings.Contains(res.out+res.errOut, "tok-local") || strings.Contains(res.out+res.errOut, "whsec-local") {
+		t.Errorf("the webhook's token or secret shows in the output:\n%s%s", res.out, res.errOut)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.newest) != 50 || rc.bad != 0 || rc.refused == 0 {
+		t.Errorf("receiver: %d profiles (want 50), %d bad signatures, %d refused", len(rc.newest), rc.bad, rc.refused)
+	}
+	for _, r := range readCSV(t, out) {
+		if got := rc.newest[r["user_profile_id"]]; got.URL != r["enrollment_url"] {
+			t.Errorf("%s: receiver has %q, --out has %q", r["user_profile_id"], got.URL, r["enrollment_url"])
 		}
 	}
 }

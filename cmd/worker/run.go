@@ -98,13 +98,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.UI.RedisURL = redisURL
 
 	if sinkFlags.Set() {
-		sinkCfg.Logger = log
+		sinkCfg.Logger, sinkCfg.Redis, sinkCfg.Queue = log, rdb, cfg.Queue
 		s, err := sink.OpenResults(ctx, sinkCfg)
 		if err != nil {
 			return err
 		}
 		defer s.Close()
 		cfg.Sink = s
+		if ob, ok := s.(*sink.Outbox); ok {
+			go ob.Run(ctx) // undelivered results stay in Redis for the next worker
+		}
 		log.Info("result sink", "sink", s.String())
 	}
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/sqldb"
 )
@@ -34,6 +36,11 @@ type ResultsConfig struct {
 
 	// Webhook configures a webhook Target; its URL is Target.
 	Webhook WebhookConfig
+
+	// Redis and Queue, when Redis is set, put a webhook behind an Outbox
+	// in Redis (see Outbox): the caller must then run its Run.
+	Redis redis.UniversalClient
+	Queue string
 
 	Logger *slog.Logger
 }
@@ -64,7 +71,14 @@ func OpenResults(ctx context.Context, cfg ResultsConfig) (Results, error) {
 		if wc.Logger == nil {
 			wc.Logger = cfg.Logger
 		}
-		return NewWebhook(wc)
+		hook, err := NewWebhook(wc)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Redis == nil {
+			return hook, nil
+		}
+		return NewOutbox(cfg.Redis, cfg.Queue, hook), nil
 	}
 	return nil, errors.New("sink: want a postgres://, mysql:// or https:// URL")
 }

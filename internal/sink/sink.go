@@ -12,7 +12,8 @@
 // Results, fed by the workers as each result is stored rather than written
 // at the end, go to a PostgreSQL or MySQL table (Table: one row per
 // campaign and profile, the newest URL winning) or to a webhook (Webhook:
-// one signed JSON POST per result, retried until the receiver takes it).
+// one signed JSON POST per result; behind an Outbox in Redis, retried
+// until the receiver takes it).
 package sink
 
 import (

@@ -109,7 +109,9 @@ func (c WebhookConfig) validate() error {
 }
 
 // Webhook POSTs each result, as JSON (campaign.Result's encoding), to a
-// URL, signed, and retries with backoff until the receiver answers 2xx.
+// URL, signed. Its Put retries with backoff within a budget; behind an
+// Outbox, which the workers use, delivery is retried until the receiver
+// answers 2xx.
 // A receiver may see a result more than once (a retried task mints a new
 // URL); HeaderDelivery and finished_at let it keep the newest per
 // (campaign, user_profile_id). It is safe for concurrent use.
@@ -151,7 +153,7 @@ func (w *Webhook) Put(ctx context.Context, r campaign.Result) error {
 	if err != nil {
 		return fmt.Errorf("webhook: encode %s: %w", r.ProfileID, err)
 	}
-	delivery := r.Campaign + "/" + r.ProfileID + "/" + strconv.FormatInt(r.FinishedAt.UnixNano(), 10)
+	delivery := deliveryID(r)
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Budget)
 	defer cancel()
 
@@ -172,6 +174,11 @@ func (w *Webhook) Put(ctx context.Context, r campaign.Result) error {
 		}
 		wait = min(wait*2, w.cfg.MaxWait)
 	}
+}
+
+// deliveryID names one delivery of one result.
+func deliveryID(r campaign.Result) string {
+	return r.Campaign + "/" + r.ProfileID + "/" + strconv.FormatInt(r.FinishedAt.UnixNano(), 10)
 }
 
 // post makes one delivery attempt. Errors name the host only: the URL may

@@ -200,8 +200,8 @@ func New(cfg Config) (*Worker, error) {
 	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m}, nil
 }
 
-// ResultSink receives results as they are stored; *sink.Table and
-// *sink.Webhook are two.
+// ResultSink receives results as they are stored; *sink.Table,
+// *sink.Outbox and *sink.Webhook are three.
 type ResultSink interface {
 	Put(ctx context.Context, r campaign.Result) error
 }
@@ -218,6 +218,9 @@ var (
 // as the newest) rather than skip a result the sink never got. A failure
 // reaches the sink even when Redis then keeps a live URL over it; the
 // table sink applies the same rule, a webhook receiver sees the status.
+// The Redis put and an outbox's append are two round trips, not one
+// transaction: a crash between them costs a second delivery, never a lost
+// one.
 type sinkStore struct {
 	*campaign.Store
 	sink ResultSink
