@@ -221,6 +221,11 @@ var (
 // The Redis put and an outbox's append are two round trips, not one
 // transaction: a crash between them costs a second delivery, never a lost
 // one.
+//
+// TODO: a table sink is written in the task, so a database outage longer
+// than a task's retries (MaxRetry, backoff to 5 min) re-mints a URL per
+// retry and then archives the task with no result; putting the table
+// behind an outbox, as the webhook is, would let it wait like Redis does.
 type sinkStore struct {
 	*campaign.Store
 	sink ResultSink
