@@ -38,6 +38,10 @@ const (
 //
 // Every worker of a queue must run the same webhook --sink: they share
 // the queue's stream. An Outbox is safe for concurrent use.
+//
+// TODO: the stream has no expiry, unlike a campaign's keys: results (and
+// their bearer URLs) wait there for as long as no worker with the webhook
+// runs. Trimming entries older than the campaign retention would bound it.
 type Outbox struct {
 	// ClaimIdle: see DefaultClaimIdle. Set it before Run.
 	ClaimIdle time.Duration
