@@ -14,6 +14,7 @@ import (
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/redisconn"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/worker"
 )
 
@@ -25,6 +26,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg        worker.Config
 		redisURL   string
 		api        client.Flags
+		sinkFlags  sink.Flags
 		logLevel   string
 		localLimit bool
 	)
@@ -38,6 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&localLimit, "local-limit", false, "limit this process alone instead of the fleet (not for shared keys)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time in-flight calls get to finish on SIGTERM; the rest go back to the queue")
 	api.Register(fs)
+	sinkFlags.Register(fs)
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090)")
 	fs.StringVar(&cfg.UI.Addr, "ui-addr", "", "serve the asynq web UI at http://ADDR/ and campaign progress at /campaigns (e.g. 127.0.0.1:8080)")
 	fs.BoolVar(&cfg.UI.ReadOnly, "ui-read-only", false, "web UI without buttons that change tasks or queues")
@@ -84,6 +87,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Fleet = !localLimit
 	cfg.Logger = log
+	var sinkCfg sink.ResultsConfig
+	if sinkFlags.Set() {
+		if sinkCfg, err = sinkFlags.Config(); err != nil {
+			return usageError{err}
+		}
+	}
 
 	rdb, err := openRedis(ctx, redisURL, log)
 	if err != nil {
@@ -93,6 +102,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	redisconn.WarnEviction(ctx, rdb, log)
 	cfg.Redis = rdb
 	cfg.UI.RedisURL = redisURL
+
+	if sinkFlags.Set() {
+		sinkCfg.Logger, sinkCfg.Redis, sinkCfg.Queue = log, rdb, cfg.Queue
+		s, err := sink.OpenResults(ctx, sinkCfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		cfg.Sink = s
+		if ob, ok := s.(*sink.Outbox); ok {
+			go ob.Run(ctx) // undelivered results stay in Redis for the next worker
+		}
+		log.Info("result sink", "sink", s.String())
+	}
 
 	return worker.Run(ctx, cfg)
 }

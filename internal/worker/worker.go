@@ -21,6 +21,7 @@ import (
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/metrics"
 	"github.com/enrollq/enrollq/internal/ratelimit"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/webui"
 )
@@ -71,6 +72,11 @@ type Config struct {
 	// Handler tunes the task handler; its Caller, Store, Limiter and
 	// Pauser are filled in by New.
 	Handler tasks.HandlerConfig
+
+	// Sink, when set, receives each result (a database table or a
+	// webhook) before the result store records it, so that a failed
+	// hand-off makes the task run again instead of losing the result.
+	Sink ResultSink
 
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
@@ -151,7 +157,11 @@ func New(cfg Config) (*Worker, error) {
 	inspector := asynq.NewInspectorFromRedisClient(cfg.Redis)
 	hc := cfg.Handler
 	hc.Caller = caller
-	hc.Store = campaign.NewStore(cfg.Redis, 0)
+	store := campaign.NewStore(cfg.Redis, 0)
+	hc.Store = store
+	if cfg.Sink != nil {
+		hc.Store = sinkStore{Store: store, sink: cfg.Sink}
+	}
 	hc.Limiter = limiter
 	hc.Observe = observer
 	hc.Pauser = inspector
@@ -188,6 +198,44 @@ func New(cfg Config) (*Worker, error) {
 		},
 	})
 	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m}, nil
+}
+
+// ResultSink receives results as they are stored; *sink.Table,
+// *sink.Outbox and *sink.Webhook are three.
+type ResultSink interface {
+	Put(ctx context.Context, r campaign.Result) error
+}
+
+var (
+	_ ResultSink  = (*sink.Table)(nil)
+	_ ResultSink  = (*sink.Webhook)(nil)
+	_ tasks.Store = sinkStore{}
+)
+
+// sinkStore hands each result to the sink, then records it in Redis. In
+// that order a crash or a sink outage between the two leaves no result in
+// Redis, so the task runs again (minting a new URL, which the sink takes
+// as the newest) rather than skip a result the sink never got. A failure
+// reaches the sink even when Redis then keeps a live URL over it; the
+// table sink applies the same rule, a webhook receiver sees the status.
+// The Redis put and an outbox's append are two round trips, not one
+// transaction: a crash between them costs a second delivery, never a lost
+// one.
+//
+// TODO: a table sink is written in the task, so a database outage longer
+// than a task's retries (MaxRetry, backoff to 5 min) re-mints a URL per
+// retry and then archives the task with no result; putting the table
+// behind an outbox, as the webhook is, would let it wait like Redis does.
+type sinkStore struct {
+	*campaign.Store
+	sink ResultSink
+}
+
+func (s sinkStore) Put(ctx context.Context, r campaign.Result) (bool, error) {
+	if err := s.sink.Put(ctx, r); err != nil {
+		return false, err
+	}
+	return s.Store.Put(ctx, r)
 }
 
 func rateOf(cfg Config) float64 {
