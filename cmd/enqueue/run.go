@@ -44,7 +44,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.redisURL == "" {
 		return runLocal(ctx, cfg, stdin, stdout, log)
 	}
-	rdb, err := redisconn.Open(ctx, cfg.redisURL, 5*time.Second)
+	// Each enqueue goroutine holds one connection at a time.
+	rdb, err := redisconn.Open(ctx, cfg.redisURL, 5*time.Second, redisconn.MinPool(cfg.concurrency+8))
 	if errors.Is(err, redisconn.ErrBadURL) {
 		return usageError{err}
 	}

@@ -94,7 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	rdb, err := openRedis(ctx, redisURL, log)
+	// Every task slot makes one Redis call at a time; asynq's own loops
+	// (heartbeat, forwarder, recoverer, lease extender, pub/sub) need more.
+	rdb, err := openRedis(ctx, redisURL, log, redisconn.MinPool(cfg.Concurrency+redisconn.ServerConns))
 	if err != nil {
 		return err
 	}
@@ -124,11 +126,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // started before its Redis (as in Compose) waits for it.
 func openRedis(ctx context.Context, url string, log interface {
 	Warn(string, ...any)
-}) (*redis.Client, error) {
+}, options ...redisconn.Option) (*redis.Client, error) {
 	delay := 500 * time.Millisecond
 	deadline := time.Now().Add(redisRetry)
 	for {
-		rdb, err := redisconn.Open(ctx, url, 5*time.Second)
+		rdb, err := redisconn.Open(ctx, url, 5*time.Second, options...)
 		if err == nil {
 			return rdb, nil
 		}
