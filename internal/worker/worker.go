@@ -160,7 +160,7 @@ func New(cfg Config) (*Worker, error) {
 	store := campaign.NewStore(cfg.Redis, 0)
 	hc.Store = store
 	if cfg.Sink != nil {
-		hc.Store = sinkStore{Store: store, sink: cfg.Sink}
+		hc.Store = sinkStore{Store: store, sink: cfg.Sink, log: cfg.Logger}
 	}
 	hc.Limiter = limiter
 	hc.Observe = observer
@@ -222,20 +222,46 @@ var (
 // transaction: a crash between them costs a second delivery, never a lost
 // one.
 //
+// On the task's last attempt a sink that still refuses does not cost the
+// profile its result: it is recorded in Redis all the same (where export
+// and --wait find it) and the miss is logged at Error, naming the profile.
+//
 // TODO: a table sink is written in the task, so a database outage longer
 // than a task's retries (MaxRetry, backoff to 5 min) re-mints a URL per
-// retry and then archives the task with no result; putting the table
-// behind an outbox, as the webhook is, would let it wait like Redis does.
+// retry and leaves the table without the profile's row (Redis has it);
+// putting the table behind an outbox, as the webhook is, would let it wait
+// as long as the outage lasts.
 type sinkStore struct {
 	*campaign.Store
 	sink ResultSink
+	log  *slog.Logger
+	// last reports whether ctx is the task's last attempt; default
+	// lastAttempt.
+	last func(ctx context.Context) bool
 }
 
 func (s sinkStore) Put(ctx context.Context, r campaign.Result) (bool, error) {
 	if err := s.sink.Put(ctx, r); err != nil {
-		return false, err
+		last := s.last
+		if last == nil {
+			last = lastAttempt
+		}
+		if !last(ctx) || ctx.Err() != nil {
+			return false, err
+		}
+		s.log.Error("result sink refused the result on the task's last attempt: kept in Redis only; "+
+			"write it out with cmd/export", "campaign", r.Campaign, "user_profile_id", r.ProfileID,
+			"status", r.Status, "error", err)
 	}
 	return s.Store.Put(ctx, r)
+}
+
+// lastAttempt reports whether asynq will archive the task if this attempt
+// fails.
+func lastAttempt(ctx context.Context) bool {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && retried >= maxRetry
 }
 
 func rateOf(cfg Config) float64 {
