@@ -41,7 +41,9 @@ func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.New("noop-worker: --queue is required")
 	}
 
-	rdb, err := redisconn.Open(ctx, redisURL, 5*time.Second)
+	// The same pool as the worker's, so that the sides differ only in
+	// the handler.
+	rdb, err := redisconn.Open(ctx, redisURL, 5*time.Second, redisconn.MinPool(concurrency+redisconn.ServerConns))
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ type campaignRun struct {
 	store   *campaign.Store
 	stdout  io.Writer
 	log     *slog.Logger
-	path    string // the input, spooled when it is standard input
+	path    string // the input, spooled when it is standard input or a query
 	cleanup func()
 	repeats *source.Repeats
 	out     *sink.File // nil without --out
@@ -45,6 +45,9 @@ type campaignRun struct {
 // unwritable --out fails before anything is enqueued.
 func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin io.Reader, stdout io.Writer, log *slog.Logger) (*campaignRun, error) {
 	path, cleanup, err := inputFile(ctx, cfg.csvPath, stdin)
+	if cfg.dbURL != "" {
+		path, cleanup, err = querySpool(ctx, cfg, log)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +72,7 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 	closeFile()
 	if err != nil {
 		r.close()
-		return nil, fmt.Errorf("%s: %w (nothing was enqueued)", cfg.csvPath, err)
+		return nil, fmt.Errorf("%s: %w (nothing was enqueued)", cfg.inputName(), err)
 	}
 	r.repeats.Finish()
 
@@ -82,15 +85,21 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 	return r, nil
 }
 
-func (r *campaignRun) open() (*source.CSV, func(), error) {
+// open starts a pass over the input: the CSV file, or the query's spool.
+func (r *campaignRun) open() (producer.Records, func(), error) {
 	f, err := os.Open(r.path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--csv: %w", err)
+		return nil, nil, fmt.Errorf("open input: %w", err)
 	}
-	recs, err := source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn, Comma: r.cfg.comma})
+	var recs producer.Records
+	if r.cfg.dbURL != "" {
+		recs, err = source.OpenSpool(f)
+	} else {
+		recs, err = source.NewCSV(f, source.CSVConfig{IDColumn: r.cfg.idColumn, Comma: r.cfg.comma})
+	}
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.csvPath, err)
+		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.inputName(), err)
 	}
 	return recs, func() { f.Close() }, nil
 }
@@ -121,7 +130,7 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 	pc.Progress = func(read int64) { bar.set(read, "") }
 	r.sum, err = producer.Enqueue(ctx, pc, recs)
 	bar.finish()
-	printSummary(r.stdout, r.cfg.campaign, r.sum)
+	printSummary(r.stdout, r.cfg.campaign, r.cfg.inputUnit(), r.sum)
 	if r.carried > 0 {
 		fmt.Fprintf(r.stdout, "  (of the already enqueued, %d were carried over from the existing %s: their URLs are kept, no call)\n", r.carried, r.cfg.out)
 	}
@@ -138,14 +147,15 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 // always the wrong file or the wrong --id-column.
 func (r *campaignRun) noneValid() error {
 	if r.sum.Valid == 0 {
-		return fmt.Errorf("%s holds no valid profile id (check --id-column %q)", r.cfg.csvPath, r.cfg.idColumn)
+		return fmt.Errorf("%s holds no valid profile id (check --id-column %q)", r.cfg.inputName(), r.cfg.idColumn)
 	}
 	return nil
 }
 
-func printSummary(w io.Writer, name string, s producer.Summary) {
+// printSummary reports the run; unit is what problems count ("line").
+func printSummary(w io.Writer, name, unit string, s producer.Summary) {
 	for _, p := range s.Problems {
-		fmt.Fprintln(w, p.String())
+		fmt.Fprintln(w, p.Format(unit))
 	}
 	if more := s.Invalid + s.Repeats - len(s.Problems); more > 0 {
 		fmt.Fprintf(w, "(%d more problems not listed)\n", more)

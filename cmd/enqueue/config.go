@@ -15,7 +15,9 @@ import (
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/sandbox"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/source"
+	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/worker"
 )
@@ -27,7 +29,13 @@ const DefaultRefreshWithin = 30 * time.Minute
 // config is everything the flags and environment say.
 type config struct {
 	csvPath  string
-	idColumn string
+	idColumn string // "" with --db-url: the query's first column
+
+	// SQL input, instead of csvPath.
+	dbURL        string
+	query        string
+	queryTimeout time.Duration
+
 	campaign string
 	out      string
 	redisURL string
@@ -65,6 +73,9 @@ type config struct {
 	apiFlags client.Flags
 	api      client.Config
 
+	sinkFlags sink.Flags
+	sink      sink.ResultsConfig // Target "" without --sink
+
 	logLevel string
 
 	// progressOut, when set, is the terminal progress bars are drawn on;
@@ -78,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: enqueue --csv FILE [flags]")
+		fmt.Fprintln(stderr, "       enqueue --db-url URL --query SQL [flags]")
 		fmt.Fprintln(stderr, "       enqueue --resume [--queue Q]")
 		fmt.Fprintln(stderr, "       enqueue --retry-failed --campaign NAME")
 		fmt.Fprintln(stderr, "       enqueue --refresh --campaign NAME [--within D]")
@@ -86,8 +98,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 
 	fs.StringVar(&c.csvPath, "csv", "", "CSV file of profiles, or - for standard input")
-	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case)")
+	fs.StringVar(&c.idColumn, "id-column", source.DefaultIDColumn, "name of the id column (any case); with --db-url the default is the query's first column")
 	fs.StringVar(&c.delimiter, "delimiter", "", `field separator of --csv: ",", ";", "tab" or another single character (default ",", or what a "sep=" first line says)`)
+	fs.StringVar(&c.dbURL, "db-url", "", "read profiles from this PostgreSQL (postgres://) or MySQL/MariaDB (mysql://) database, with --query, instead of --csv")
+	fs.StringVar(&c.query, "query", "", "with --db-url: the SELECT that yields the profiles, run in a read-only transaction")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", source.DefaultQueryTimeout, "with --db-url: how long the query may take, rows read included")
 	fs.StringVar(&c.campaign, "campaign", "", "campaign name; {date} becomes today's UTC date, e.g. onboarding-{date} (default: input file name and the date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
@@ -116,6 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.sbBurst, "sandbox-burst", 0, "with --sandbox: the stand-in's burst")
 
 	c.apiFlags.Register(fs)
+	c.sinkFlags.Register(fs)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
 
 	if err := fs.Parse(args); err != nil {
@@ -127,6 +143,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Visit(func(f *flag.Flag) { c.rateSet = c.rateSet || f.Name == "rate" })
 	if c.local {
 		c.redisURL = ""
+	}
+	if c.dbURL != "" && !flagSet(fs, "id-column") {
+		c.idColumn = ""
 	}
 	return c, c.validate()
 }
@@ -166,8 +185,17 @@ func (c *config) validate() error {
 		if c.within < 0 {
 			return usageError{fmt.Errorf("--within %s: must be 0 (expired only) or more", c.within)}
 		}
+	case c.csvPath != "" && c.dbURL != "":
+		return usageError{errors.New("--csv and --db-url both name the input: give one")}
+	case c.dbURL != "":
+		if err := c.validateQuery(); err != nil {
+			return err
+		}
 	case c.csvPath == "":
-		return usageError{errors.New("--csv is required (a file, or - for standard input)")}
+		return usageError{errors.New("--csv is required (a file, or - for standard input), or --db-url with --query")}
+	}
+	if c.query != "" && c.dbURL == "" {
+		return usageError{errors.New("--query needs --db-url")}
 	}
 	if c.delimiter != "" {
 		comma, err := source.ParseDelimiter(c.delimiter)
@@ -178,7 +206,7 @@ func (c *config) validate() error {
 	}
 	now := time.Now()
 	if c.campaign == "" {
-		c.campaign = defaultCampaign(c.csvPath, now)
+		c.campaign = defaultCampaign(c.inputName(), now)
 	}
 	c.campaign = expandDate(c.campaign, now)
 	if err := campaign.ValidateName(c.campaign); err != nil {
@@ -193,15 +221,24 @@ func (c *config) validate() error {
 		}
 	}
 	local := c.redisURL == ""
-	if c.out != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
+	if c.out != "" && c.csvPath != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
 		return usageError{fmt.Errorf("--out %s is the input file: name another file", c.out)}
 	}
+	if c.sinkFlags.Set() {
+		if !local {
+			return usageError{errors.New("--sink in fleet mode belongs on cmd/worker: the workers hand on the results")}
+		}
+		var err error
+		if c.sink, err = c.sinkFlags.Config(); err != nil {
+			return usageError{err}
+		}
+	}
 	switch {
-	case local && c.out == "":
-		return usageError{errors.New("--out is required in local mode: the embedded Redis, and every URL it holds, is gone once the run ends")}
+	case local && c.out == "" && c.sink.Target == "":
+		return usageError{errors.New("--out is required in local mode, or a --sink: the embedded Redis, and every URL it holds, is gone once the run ends")}
 	case c.queue == "":
 		return usageError{errors.New("--queue: must not be empty")}
-	case c.idColumn == "":
+	case c.idColumn == "" && c.dbURL == "":
 		return usageError{errors.New("--id-column: must not be empty")}
 	case local && c.wait:
 		return usageError{errors.New("--wait follows a fleet campaign: it needs --redis-url (local mode always runs to the end)")}
@@ -253,6 +290,41 @@ const shutdownMargin = 5 * time.Second
 // worker's default, or longer when --timeout lets one call run longer.
 func localShutdownTimeout(callTimeout time.Duration) time.Duration {
 	return max(worker.DefaultShutdownTimeout, callTimeout+shutdownMargin)
+}
+
+func (c *config) validateQuery() error {
+	switch {
+	case !sqldb.IsURL(c.dbURL):
+		return usageError{errors.New("--db-url: use postgres://, postgresql:// or mysql://user:pass@host:port/db")}
+	case strings.TrimSpace(c.query) == "":
+		return usageError{errors.New("--db-url needs --query, the SELECT that yields the profiles")}
+	case c.queryTimeout <= 0:
+		return usageError{fmt.Errorf("--query-timeout %s: must be positive", c.queryTimeout)}
+	}
+	return nil
+}
+
+// inputName names the input in messages and in the default campaign name.
+func (c *config) inputName() string {
+	if c.dbURL != "" {
+		return "query"
+	}
+	return c.csvPath
+}
+
+// inputUnit is what a problem's position counts: a file's lines or a
+// query's rows.
+func (c *config) inputUnit() string {
+	if c.dbURL != "" {
+		return "row"
+	}
+	return "line"
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // samePath reports whether two paths name the same file.

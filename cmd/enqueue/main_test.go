@@ -272,6 +272,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--refresh", "--campaign", "c", "--within", "-1m", "--redis-url", "redis://127.0.0.1:1"}, "--within"},
 		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--delimiter", "ab"}, "--delimiter"},
 		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--delimiter", `"`}, "--delimiter"},
+		{[]string{"--local", "--csv", "x.csv", "--db-url", "postgres://h/db", "--query", "SELECT 1", "--out", "r.csv"}, "give one"},
+		{[]string{"--local", "--db-url", "postgres://h/db", "--out", "r.csv"}, "--query"},
+		{[]string{"--local", "--csv", "x.csv", "--query", "SELECT 1", "--out", "r.csv"}, "--query needs --db-url"},
+		{[]string{"--local", "--db-url", "sqlite://x", "--query", "SELECT 1", "--out", "r.csv"}, "--db-url"},
+		{[]string{"--local", "--db-url", "mysql://h/db", "--query", "SELECT 1", "--query-timeout", "0s", "--out", "r.csv"}, "--query-timeout"},
+		{[]string{"--local", "--csv", "x.csv", "--sink", "results.csv", "--sandbox"}, "--sink"},
+		{[]string{"--local", "--csv", "x.csv", "--sink", "http://example.com/hook", "--sandbox"}, "loopback"},
+		{[]string{"--local", "--csv", "x.csv", "--sink", "postgres://h/db", "--sink-table", "a;b", "--sandbox"}, "table name"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sink", "postgres://h/db"}, "cmd/worker"},
 	}
 	for _, tt := range tests {
 		res := runCmd(t, tt.args...)

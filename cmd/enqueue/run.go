@@ -44,7 +44,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.redisURL == "" {
 		return runLocal(ctx, cfg, stdin, stdout, log)
 	}
-	rdb, err := redisconn.Open(ctx, cfg.redisURL, 5*time.Second)
+	// Each enqueue goroutine holds one connection at a time.
+	rdb, err := redisconn.Open(ctx, cfg.redisURL, 5*time.Second, redisconn.MinPool(cfg.concurrency+8))
 	if errors.Is(err, redisconn.ErrBadURL) {
 		return usageError{err}
 	}
@@ -102,11 +103,28 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		cfg.api.BaseURL = base
 		cfg.api.APIKey = "sandbox"
 	}
-	w, err := worker.New(worker.Config{
+	wc := worker.Config{
 		Redis: rdb, Queue: cfg.queue, Concurrency: cfg.workers,
 		Rate: cfg.rate, Burst: cfg.burst, Client: cfg.api, Logger: log,
 		ShutdownTimeout: localShutdownTimeout(cfg.api.Timeout),
-	})
+	}
+	var outbox *sink.Outbox
+	if cfg.sink.Target != "" {
+		cfg.sink.Logger, cfg.sink.Redis, cfg.sink.Queue = log, rdb, cfg.queue
+		s, err := sink.OpenResults(ctx, cfg.sink)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		wc.Sink = s
+		if outbox, _ = s.(*sink.Outbox); outbox != nil {
+			octx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			defer stop()
+			go outbox.Run(octx)
+		}
+		log.Info("result sink", "sink", s.String())
+	}
+	w, err := worker.New(wc)
 	if err != nil {
 		return err
 	}
@@ -125,6 +143,12 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		w.Drain() // Ctrl-C: no call after it but those in flight
 	}
 	w.Shutdown()
+	if outbox != nil {
+		// The embedded Redis, and the outbox in it, end with the run.
+		if err := outbox.Drain(ctx); err != nil {
+			followErr = errors.Join(followErr, err)
+		}
+	}
 	return r.finish(ctx, followErr)
 }
 

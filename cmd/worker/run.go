@@ -14,6 +14,7 @@ import (
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/redisconn"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/worker"
 )
 
@@ -25,6 +26,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg        worker.Config
 		redisURL   string
 		api        client.Flags
+		sinkFlags  sink.Flags
 		logLevel   string
 		localLimit bool
 	)
@@ -38,6 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&localLimit, "local-limit", false, "limit this process alone instead of the fleet (not for shared keys)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time in-flight calls get to finish on SIGTERM; the rest go back to the queue")
 	api.Register(fs)
+	sinkFlags.Register(fs)
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090)")
 	fs.StringVar(&cfg.UI.Addr, "ui-addr", "", "serve the asynq web UI at http://ADDR/ and campaign progress at /campaigns (e.g. 127.0.0.1:8080)")
 	fs.BoolVar(&cfg.UI.ReadOnly, "ui-read-only", false, "web UI without buttons that change tasks or queues")
@@ -84,8 +87,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Fleet = !localLimit
 	cfg.Logger = log
+	var sinkCfg sink.ResultsConfig
+	if sinkFlags.Set() {
+		if sinkCfg, err = sinkFlags.Config(); err != nil {
+			return usageError{err}
+		}
+	}
 
-	rdb, err := openRedis(ctx, redisURL, log)
+	// Every task slot makes one Redis call at a time; asynq's own loops
+	// (heartbeat, forwarder, recoverer, lease extender, pub/sub) need more.
+	rdb, err := openRedis(ctx, redisURL, log, redisconn.MinPool(cfg.Concurrency+redisconn.ServerConns))
 	if err != nil {
 		return err
 	}
@@ -94,6 +105,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.Redis = rdb
 	cfg.UI.RedisURL = redisURL
 
+	if sinkFlags.Set() {
+		sinkCfg.Logger, sinkCfg.Redis, sinkCfg.Queue = log, rdb, cfg.Queue
+		s, err := sink.OpenResults(ctx, sinkCfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		cfg.Sink = s
+		if ob, ok := s.(*sink.Outbox); ok {
+			go ob.Run(ctx) // undelivered results stay in Redis for the next worker
+		}
+		log.Info("result sink", "sink", s.String())
+	}
+
 	return worker.Run(ctx, cfg)
 }
 
@@ -101,11 +126,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // started before its Redis (as in Compose) waits for it.
 func openRedis(ctx context.Context, url string, log interface {
 	Warn(string, ...any)
-}) (*redis.Client, error) {
+}, options ...redisconn.Option) (*redis.Client, error) {
 	delay := 500 * time.Millisecond
 	deadline := time.Now().Add(redisRetry)
 	for {
-		rdb, err := redisconn.Open(ctx, url, 5*time.Second)
+		rdb, err := redisconn.Open(ctx, url, 5*time.Second, options...)
 		if err == nil {
 			return rdb, nil
 		}

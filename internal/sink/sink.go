@@ -8,6 +8,12 @@
 //
 // A URL that has expired by the time it is written is never handed on: its
 // row says status "expired" and carries no URL.
+//
+// Results, fed by the workers as each result is stored rather than written
+// at the end, go to a PostgreSQL or MySQL table (Table: one row per
+// campaign and profile, the newest URL winning) or to a webhook (Webhook:
+// one signed JSON POST per result; behind an Outbox in Redis, retried
+// until the receiver takes it).
 package sink
 
 import (

@@ -164,6 +164,8 @@ type Record struct {
 	// Values are the passthrough cells, unchanged, in the order of
 	// CSV.Columns.
 	Values []string
+	// Null says the id was SQL NULL (a Spool's row); ID is then empty.
+	Null bool
 }
 
 // LineError is a fault in the file's structure, at the record starting on

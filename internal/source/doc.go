@@ -63,4 +63,15 @@
 // seen earlier in the same file), keeping 16 bytes of hash per distinct id
 // rather than the ids themselves. [Summary] counts the verdicts and keeps
 // the first [MaxProblems] problems for the report.
+//
+// # SQL queries
+//
+// [SpoolQuery] runs a query and streams its rows, one at a time, into a
+// spool that [OpenSpool] reads back as records, as often as a run needs
+// to pass over them. The id column is [QueryConfig.IDColumn] or else the
+// first; the others pass through under the names a CSV header would get.
+// Values become text (NULL an empty string, times RFC 3339 in UTC); a NULL
+// id is kept as [Record.Null] and refused by [Screen] with [ErrNullID]. A
+// Spool's Record.Line is the row number, counting from 1, and a fault
+// while rows stream is a [*RowError] saying how many were read.
 package source

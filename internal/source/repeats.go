@@ -93,6 +93,9 @@ func (r *Repeats) Check(rec Record) (v Verdict, reason error, firstLine int) {
 	if !r.done {
 		panic("source: Repeats.Check before Finish")
 	}
+	if rec.Null {
+		return Invalid, ErrNullID, 0
+	}
 	if err := uprof.Validate(rec.ID); err != nil {
 		return Invalid, err, 0
 	}

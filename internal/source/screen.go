@@ -56,6 +56,9 @@ type Screen struct {
 // uprof.Validate; for Repeat, firstLine is the line the id was first seen
 // on. Invalid ids are not remembered.
 func (s *Screen) Check(rec Record) (v Verdict, reason error, firstLine int) {
+	if rec.Null {
+		return Invalid, ErrNullID, 0
+	}
 	if err := uprof.Validate(rec.ID); err != nil {
 		return Invalid, err, 0
 	}
@@ -107,15 +110,24 @@ type Problem struct {
 	Reason  string // why an Invalid id was refused
 	// FirstLine is the line a Repeat's id was first seen on.
 	FirstLine int
+	// Null says the id was SQL NULL.
+	Null bool
 }
 
 // String renders the problem for a person, quoting the id so that control
 // characters in it cannot disturb a terminal or a log.
-func (p Problem) String() string {
-	if p.Verdict == Repeat {
-		return fmt.Sprintf("line %d: repeat of line %d (%q)", p.Line, p.FirstLine, p.ID)
+func (p Problem) String() string { return p.Format("line") }
+
+// Format renders the problem as String does, counting in unit ("line" for
+// a file, "row" for a query's rows). A NULL id reads "invalid id: NULL".
+func (p Problem) Format(unit string) string {
+	switch {
+	case p.Verdict == Repeat:
+		return fmt.Sprintf("%s %d: repeat of %s %d (%q)", unit, p.Line, unit, p.FirstLine, p.ID)
+	case p.Null:
+		return fmt.Sprintf("%s %d: invalid id: NULL", unit, p.Line)
 	}
-	return fmt.Sprintf("line %d: invalid id %q: %s", p.Line, p.ID, p.Reason)
+	return fmt.Sprintf("%s %d: invalid id %q: %s", unit, p.Line, p.ID, p.Reason)
 }
 
 // Add counts rec with the results of Screen.Check. It panics on a verdict
@@ -136,7 +148,7 @@ func (s *Summary) Add(rec Record, v Verdict, reason error, firstLine int) {
 		return
 	}
 
-	p := Problem{Line: rec.Line, Verdict: v, FirstLine: firstLine}
+	p := Problem{Line: rec.Line, Verdict: v, FirstLine: firstLine, Null: rec.Null}
 	if reason != nil {
 		p.Reason = reason.Error()
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/metrics"
 	"github.com/enrollq/enrollq/internal/ratelimit"
+	"github.com/enrollq/enrollq/internal/sink"
 	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/webui"
 )
@@ -72,6 +73,11 @@ type Config struct {
 	// Handler tunes the task handler; its Caller, Store, Limiter and
 	// Pauser are filled in by New.
 	Handler tasks.HandlerConfig
+
+	// Sink, when set, receives each result (a database table or a
+	// webhook) before the result store records it, so that a failed
+	// hand-off makes the task run again instead of losing the result.
+	Sink ResultSink
 
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
@@ -156,7 +162,11 @@ func New(cfg Config) (*Worker, error) {
 	inspector := asynq.NewInspectorFromRedisClient(cfg.Redis)
 	hc := cfg.Handler
 	hc.Caller = caller
-	hc.Store = campaign.NewStore(cfg.Redis, 0)
+	store := campaign.NewStore(cfg.Redis, 0)
+	hc.Store = store
+	if cfg.Sink != nil {
+		hc.Store = sinkStore{Store: store, sink: cfg.Sink, log: cfg.Logger}
+	}
 	hc.Limiter = limiter
 	hc.Observe = observer
 	hc.Pauser = inspector
@@ -193,6 +203,70 @@ func New(cfg Config) (*Worker, error) {
 		},
 	})
 	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m, drain: drain}, nil
+}
+
+// ResultSink receives results as they are stored; *sink.Table,
+// *sink.Outbox and *sink.Webhook are three.
+type ResultSink interface {
+	Put(ctx context.Context, r campaign.Result) error
+}
+
+var (
+	_ ResultSink  = (*sink.Table)(nil)
+	_ ResultSink  = (*sink.Webhook)(nil)
+	_ tasks.Store = sinkStore{}
+)
+
+// sinkStore hands each result to the sink, then records it in Redis. In
+// that order a crash or a sink outage between the two leaves no result in
+// Redis, so the task runs again (minting a new URL, which the sink takes
+// as the newest) rather than skip a result the sink never got. A failure
+// reaches the sink even when Redis then keeps a live URL over it; the
+// table sink applies the same rule, a webhook receiver sees the status.
+// The Redis put and an outbox's append are two round trips, not one
+// transaction: a crash between them costs a second delivery, never a lost
+// one.
+//
+// On the task's last attempt a sink that still refuses does not cost the
+// profile its result: it is recorded in Redis all the same (where export
+// and --wait find it) and the miss is logged at Error, naming the profile.
+//
+// TODO: a table sink is written in the task, so a database outage longer
+// than a task's retries (MaxRetry, backoff to 5 min) re-mints a URL per
+// retry and leaves the table without the profile's row (Redis has it);
+// putting the table behind an outbox, as the webhook is, would let it wait
+// as long as the outage lasts.
+type sinkStore struct {
+	*campaign.Store
+	sink ResultSink
+	log  *slog.Logger
+	// last reports whether ctx is the task's last attempt; default
+	// lastAttempt.
+	last func(ctx context.Context) bool
+}
+
+func (s sinkStore) Put(ctx context.Context, r campaign.Result) (bool, error) {
+	if err := s.sink.Put(ctx, r); err != nil {
+		last := s.last
+		if last == nil {
+			last = lastAttempt
+		}
+		if !last(ctx) || ctx.Err() != nil {
+			return false, err
+		}
+		s.log.Error("result sink refused the result on the task's last attempt: kept in Redis only; "+
+			"write it out with cmd/export", "campaign", r.Campaign, "user_profile_id", r.ProfileID,
+			"status", r.Status, "error", err)
+	}
+	return s.Store.Put(ctx, r)
+}
+
+// lastAttempt reports whether asynq will archive the task if this attempt
+// fails.
+func lastAttempt(ctx context.Context) bool {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && retried >= maxRetry
 }
 
 func rateOf(cfg Config) float64 {

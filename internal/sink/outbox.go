@@ -1,0 +1,232 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+)
+
+// Outbox tuning.
+const (
+	outboxBatch = 16
+	outboxGroup = "deliver"
+
+	// DefaultClaimIdle is how long an entry may sit with a consumer that
+	// neither delivers nor retries it (a worker that died) before another
+	// takes it over. A live consumer retries its own entries far sooner.
+	DefaultClaimIdle = time.Minute
+)
+
+// Outbox makes webhook delivery durable: Put appends the result to a Redis
+// stream, which returns at once, and Run, in every worker, delivers the
+// stream's entries and deletes each only once the receiver has answered
+// 2xx. A delivery that fails stays with its consumer, retried with backoff
+// until it succeeds; one whose worker died is taken over by another after
+// a minute. So a receiver that is down for hours loses nothing and costs
+// no API calls: the URLs wait in Redis, as the results do.
+//
+// Every worker of a queue must run the same webhook --sink: they share
+// the queue's stream. An Outbox is safe for concurrent use.
+//
+// TODO: the stream has no expiry, unlike a campaign's keys: results (and
+// their bearer URLs) wait there for as long as no worker with the webhook
+// runs. Trimming entries older than the campaign retention would bound it.
+type Outbox struct {
+	// ClaimIdle: see DefaultClaimIdle. Set it before Run.
+	ClaimIdle time.Duration
+
+	rdb      redis.UniversalClient
+	hook     *Webhook
+	stream   string
+	consumer string
+	log      *slog.Logger
+}
+
+var _ Results = (*Outbox)(nil)
+
+// NewOutbox returns an Outbox for queue's results, delivering through hook.
+func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
+	host, _ := os.Hostname()
+	return &Outbox{
+		ClaimIdle: DefaultClaimIdle,
+		rdb:       rdb,
+		hook:      hook,
+		log:       hook.cfg.Logger,
+		stream:    "enrollq:webhook:{" + queue + "}",
+		consumer:  fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32()),
+	}
+}
+
+// Put appends r to the stream.
+func (o *Outbox) Put(ctx context.Context, r campaign.Result) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("webhook outbox: encode %s: %w", r.ProfileID, err)
+	}
+	err = o.rdb.XAdd(ctx, &redis.XAddArgs{
+		Stream: o.stream,
+		Values: []string{"body", string(body), "delivery", deliveryID(r)},
+	}).Err()
+	if err != nil {
+		return fmt.Errorf("webhook outbox: add %s: %w", r.ProfileID, err)
+	}
+	return nil
+}
+
+// Undelivered counts the results not yet taken by the receiver.
+func (o *Outbox) Undelivered(ctx context.Context) (int64, error) {
+	n, err := o.rdb.XLen(ctx, o.stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("webhook outbox: %w", err)
+	}
+	return n, nil
+}
+
+// Drain waits until every result is delivered, or ctx ends.
+func (o *Outbox) Drain(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	left := "some"
+	for {
+		n, err := o.Undelivered(ctx)
+		if err == nil && n == 0 {
+			return nil
+		}
+		if err == nil {
+			left = fmt.Sprint(n)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s results not yet delivered to the %s: %w", left, o.hook, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Run delivers until ctx ends.
+func (o *Outbox) Run(ctx context.Context) {
+	base, maxWait := o.hook.cfg.Backoff, o.hook.cfg.MaxWait
+	wait := base
+	grouped := false
+	for ctx.Err() == nil {
+		var msgs []redis.XMessage
+		err := o.ensureGroup(ctx, &grouped)
+		if err == nil {
+			msgs, err = o.next(ctx)
+		}
+		failed := 0
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			o.log.Warn("webhook outbox: redis", "error", err)
+			failed = 1
+		} else {
+			failed = o.deliverAll(ctx, msgs)
+		}
+		if failed == 0 {
+			wait = base
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rand.N(wait) + time.Millisecond): // full jitter
+		}
+		wait = min(wait*2, maxWait)
+	}
+}
+
+// ensureGroup creates the stream's consumer group once.
+func (o *Outbox) ensureGroup(ctx context.Context, done *bool) error {
+	if *done {
+		return nil
+	}
+	err := o.rdb.XGroupCreateMkStream(ctx, o.stream, outboxGroup, "0").Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return err
+	}
+	*done = true
+	return nil
+}
+
+// next returns entries to deliver: this consumer's own that failed
+// before, else those of a consumer gone quiet, else new ones (waiting up
+// to a second for them).
+func (o *Outbox) next(ctx context.Context) ([]redis.XMessage, error) {
+	read := func(id string, block time.Duration) ([]redis.XMessage, error) {
+		res, err := o.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: outboxGroup, Consumer: o.consumer, Streams: []string{o.stream, id},
+			Count: outboxBatch, Block: block,
+		}).Result()
+		if errors.Is(err, redis.Nil) || len(res) == 0 {
+			return nil, nil
+		}
+		return res[0].Messages, err
+	}
+	if msgs, err := read("0", -1); err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	msgs, _, err := o.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: o.stream, Group: outboxGroup, Consumer: o.consumer,
+		MinIdle: o.ClaimIdle, Start: "0-0", Count: outboxBatch,
+	}).Result()
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	return read(">", time.Second)
+}
+
+// deliverAll delivers msgs at once and returns how many failed.
+func (o *Outbox) deliverAll(ctx context.Context, msgs []redis.XMessage) int {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed int
+	)
+	for _, m := range msgs {
+		wg.Go(func() {
+			if err := o.deliver(ctx, m); err != nil {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+func (o *Outbox) deliver(ctx context.Context, m redis.XMessage) error {
+	body, _ := m.Values["body"].(string)
+	delivery, _ := m.Values["delivery"].(string)
+	if body != "" {
+		if err := o.hook.post(ctx, []byte(body), delivery); err != nil {
+			o.log.Warn("webhook delivery failed; it stays in the outbox and is retried",
+				"sink", o.hook.String(), "delivery", delivery, "error", err)
+			return err
+		}
+	}
+	// Acknowledged, then deleted: Undelivered counts what is left.
+	if err := o.rdb.XAck(ctx, o.stream, outboxGroup, m.ID).Err(); err != nil {
+		return err
+	}
+	return o.rdb.XDel(ctx, o.stream, m.ID).Err()
+}
+
+// String names the webhook.
+func (o *Outbox) String() string { return o.hook.String() + " (through a Redis outbox)" }
+
+// Close closes the webhook's idle connections.
+func (o *Outbox) Close() error { return o.hook.Close() }

@@ -1,0 +1,129 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enrollq/enrollq/internal/campaign"
+	"github.com/enrollq/enrollq/internal/redistest"
+	"github.com/enrollq/enrollq/internal/sink"
+)
+
+func quietHook(t *testing.T, url string, secret []byte) *sink.Webhook {
+	t.Helper()
+	wh, err := sink.NewWebhook(sink.WebhookConfig{URL: url, Secret: secret,
+		Backoff: time.Millisecond, MaxWait: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wh
+}
+
+func runOutbox(t *testing.T, ob *sink.Outbox) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ob.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func drain(t *testing.T, ob *sink.Outbox) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ob.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOutboxOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	queue := redistest.Name(t)
+	rc, _ := newReceiver(t, "whsec-outbox")
+	down := make(chan struct{})
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-down:
+			rc.ServeHTTP(w, r)
+		default:
+			http.Error(w, "down", http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(gate.Close)
+	url := gate.URL + "/hook"
+	t.Cleanup(func() { rdb.Del(context.Background(), "enrollq:webhook:{"+queue+"}") })
+
+	// Two workers share the queue's outbox.
+	a := sink.NewOutbox(rdb, queue, quietHook(t, url, []byte("whsec-outbox")))
+	b := sink.NewOutbox(rdb, queue, quietHook(t, url, []byte("whsec-outbox")))
+	const n = 200
+	for i := range n {
+		ob := a
+		if i%2 == 1 {
+			ob = b
+		}
+		r := campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated, FinishedAt: time.Now()}
+		if err := ob.Put(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOutbox(t, a)
+	runOutbox(t, b)
+	time.Sleep(300 * time.Millisecond) // the receiver is down: everything waits
+	if left, err := a.Undelivered(context.Background()); err != nil || left != n {
+		t.Fatalf("during the outage: %d undelivered (%v), want %d", left, err, n)
+	}
+	close(down)
+	drain(t, a)
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.got) != n || rc.badSig != 0 || rc.refused == 0 {
+		t.Errorf("receiver got %d results (want %d), %d bad signatures, refused %d", len(rc.got), n, rc.badSig, rc.refused)
+	}
+}
+
+func TestOutboxTakesOverADeadWorkersDeliveries(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	queue := redistest.Name(t)
+	rc, url := newReceiver(t, "k")
+	ob := sink.NewOutbox(rdb, queue, quietHook(t, url, []byte("k")))
+	ob.ClaimIdle = 50 * time.Millisecond
+	ctx := context.Background()
+	for i := range 10 {
+		r := campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated, FinishedAt: time.Now()}
+		if err := ob.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A worker takes every entry, then dies without delivering.
+	stream := "enrollq:webhook:{" + queue + "}"
+	if err := rdb.XGroupCreateMkStream(ctx, stream, "deliver", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "deliver", Consumer: "dead", Streams: []string{stream, ">"}, Count: 100}).Result()
+	if err != nil || len(res[0].Messages) != 10 {
+		t.Fatalf("the dead worker read %v (%v), want 10 entries", res, err)
+	}
+	t.Cleanup(func() { rdb.Del(context.Background(), stream) })
+
+	runOutbox(t, ob)
+	drain(t, ob)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.got) != 10 {
+		t.Errorf("receiver got %d results, want 10", len(rc.got))
+	}
+}

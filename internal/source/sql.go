@@ -1,0 +1,260 @@
+package source
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrNullID is the verdict's reason for a row whose id is SQL NULL.
+var ErrNullID = errors.New("NULL")
+
+// DefaultQueryTimeout bounds a query, rows read included.
+const DefaultQueryTimeout = 10 * time.Minute
+
+// QueryConfig configures SpoolQuery.
+type QueryConfig struct {
+	// IDColumn names the id column (any case). Default: the first column.
+	IDColumn string
+}
+
+// Querier runs a query; *sql.Tx is one.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+var _ Querier = (*sql.Tx)(nil)
+
+// RowError is a fault met while reading a query's rows, after Rows rows.
+type RowError struct {
+	Rows int
+	Err  error
+}
+
+func (e *RowError) Error() string {
+	return fmt.Sprintf("query stopped after %d rows: %v", e.Rows, e.Err)
+}
+
+func (e *RowError) Unwrap() error { return e.Err }
+
+// SpoolQuery runs query on q and writes its rows to w in spool format, for
+// OpenSpool to read back as records, as often as needed. Rows stream: only
+// one is held at a time. It returns the number of rows; an error reading
+// them is a *RowError that says how far it got.
+//
+// The id column is cfg.IDColumn, else the first; the others pass through
+// under the names a CSV header would give them. Values become text: NULL
+// an empty string (but a NULL id is kept as such, for Screen to refuse),
+// bytes as they are, times in RFC 3339 (UTC), numbers in their shortest
+// form.
+func SpoolQuery(ctx context.Context, q Querier, query string, cfg QueryConfig, w io.Writer) (int, error) {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return 0, fmt.Errorf("run query: %w", err)
+	}
+	defer rows.Close()
+
+	names, err := rows.Columns()
+	if err != nil {
+		return 0, fmt.Errorf("query columns: %w", err)
+	}
+	idIndex, columns, err := sqlColumns(names, cfg.IDColumn)
+	if err != nil {
+		return 0, err
+	}
+
+	sw := newSpoolWriter(w)
+	if err := sw.write(0, false, columns); err != nil {
+		return 0, fmt.Errorf("write spool: %w", err)
+	}
+	raw := make([]any, len(names))
+	for i := range raw {
+		raw[i] = new(any)
+	}
+	values := make([]string, 0, len(names))
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(raw...); err != nil {
+			return n, &RowError{Rows: n, Err: err}
+		}
+		n++
+		values = values[:0]
+		id := *raw[idIndex].(*any)
+		values = append(values, text(id))
+		for i, v := range raw {
+			if i != idIndex {
+				values = append(values, text(*v.(*any)))
+			}
+		}
+		if err := sw.write(n, id == nil, values); err != nil {
+			return n, fmt.Errorf("write spool: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, &RowError{Rows: n, Err: err}
+	}
+	if err := sw.flush(); err != nil {
+		return n, fmt.Errorf("write spool: %w", err)
+	}
+	return n, nil
+}
+
+// sqlColumns finds the id column and names the passthrough columns.
+func sqlColumns(names []string, idColumn string) (int, []string, error) {
+	if len(names) == 0 {
+		return 0, nil, errors.New("the query returns no columns")
+	}
+	idIndex := 0
+	if idColumn != "" {
+		want := strings.ToLower(strings.TrimSpace(idColumn))
+		idIndex = slices.IndexFunc(names, func(n string) bool {
+			return strings.ToLower(strings.TrimSpace(n)) == want
+		})
+		if idIndex < 0 {
+			return 0, nil, fmt.Errorf("%w %q among the query's columns %q", ErrNoIDColumn, idColumn, names)
+		}
+	}
+	columns := make([]string, 0, len(names)-1)
+	seen := make(map[string]string, len(names))
+	for i, n := range names {
+		if i == idIndex {
+			continue
+		}
+		name := columnName(n, i)
+		if prev, ok := seen[name]; ok {
+			return 0, nil, fmt.Errorf("%w: query columns %q and %q are both %q", ErrDuplicateColumn, prev, n, name)
+		}
+		seen[name] = n
+		columns = append(columns, name)
+	}
+	return idIndex, columns, nil
+}
+
+// text renders a value that database/sql scanned into an any.
+func text(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case float32:
+		return strconv.FormatFloat(float64(v), 'f', -1, 32)
+	case bool:
+		return strconv.FormatBool(v)
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprint(v)
+}
+
+// The spool holds one record after another: the row number (uvarint), a
+// flag byte (1: the id is NULL), the field count (uvarint), then each field
+// as its length (uvarint) and bytes. The first record, row 0, holds the
+// passthrough column names.
+type spoolWriter struct {
+	bw  *bufio.Writer
+	buf []byte
+}
+
+func newSpoolWriter(w io.Writer) *spoolWriter {
+	return &spoolWriter{bw: bufio.NewWriterSize(w, 1<<16)}
+}
+
+func (s *spoolWriter) write(row int, nullID bool, fields []string) error {
+	b := binary.AppendUvarint(s.buf[:0], uint64(row))
+	flag := byte(0)
+	if nullID {
+		flag = 1
+	}
+	b = append(b, flag)
+	b = binary.AppendUvarint(b, uint64(len(fields)))
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	s.buf = b
+	_, err := s.bw.Write(b)
+	return err
+}
+
+func (s *spoolWriter) flush() error { return s.bw.Flush() }
+
+// Spool reads back what SpoolQuery wrote. Record.Line is the row number,
+// counting from 1 at the query's first row. It is not safe for concurrent
+// use.
+type Spool struct {
+	br      *bufio.Reader
+	columns []string
+}
+
+// OpenSpool starts reading a spool.
+func OpenSpool(r io.Reader) (*Spool, error) {
+	s := &Spool{br: bufio.NewReaderSize(r, 1<<16)}
+	_, _, cols, err := s.read()
+	if err != nil {
+		return nil, fmt.Errorf("read spool header: %w", err)
+	}
+	s.columns = cols
+	return s, nil
+}
+
+// Columns are the passthrough column names, in the order of Record.Values.
+func (s *Spool) Columns() []string { return slices.Clone(s.columns) }
+
+// Next returns the next row, or io.EOF after the last.
+func (s *Spool) Next() (Record, error) {
+	row, null, fields, err := s.read()
+	if err != nil {
+		return Record{}, err
+	}
+	if len(fields) != len(s.columns)+1 {
+		return Record{}, fmt.Errorf("spool row %d: %d fields, want %d", row, len(fields), len(s.columns)+1)
+	}
+	return Record{Line: row, ID: strings.Trim(fields[0], " \t"), Values: fields[1:], Null: null}, nil
+}
+
+func (s *Spool) read() (int, bool, []string, error) {
+	row, err := binary.ReadUvarint(s.br)
+	if err != nil {
+		return 0, false, nil, err // io.EOF at a record boundary
+	}
+	flag, err := s.br.ReadByte()
+	if err != nil {
+		return 0, false, nil, io.ErrUnexpectedEOF
+	}
+	n, err := binary.ReadUvarint(s.br)
+	if err != nil || n > math.MaxInt32 {
+		return 0, false, nil, io.ErrUnexpectedEOF
+	}
+	fields := make([]string, n)
+	var b []byte
+	for i := range fields {
+		l, err := binary.ReadUvarint(s.br)
+		if err != nil || l > math.MaxInt32 {
+			return 0, false, nil, io.ErrUnexpectedEOF
+		}
+		b = slices.Grow(b[:0], int(l))[:l]
+		if _, err := io.ReadFull(s.br, b); err != nil {
+			return 0, false, nil, io.ErrUnexpectedEOF
+		}
+		fields[i] = string(b)
+	}
+	return int(row), flag == 1, fields, nil
+}

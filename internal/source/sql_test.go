@@ -1,0 +1,105 @@
+package source
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestSpoolRoundTrip(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	sw := newSpoolWriter(&buf)
+	rows := []struct {
+		row    int
+		null   bool
+		fields []string
+	}{
+		{0, false, []string{"email", "note"}},
+		{1, false, []string{" uprof_a\t", "a@example.com", "line one\nline two"}},
+		{2, true, []string{"", "", ""}},
+		{300, false, []string{"uprof_b", "", "ünïcode, \"quotes\""}},
+	}
+	for _, r := range rows {
+		if err := sw.write(r.row, r.null, r.fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	sp, err := OpenSpool(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sp.Columns(); !slices.Equal(got, []string{"email", "note"}) {
+		t.Errorf("columns = %q", got)
+	}
+	want := []Record{
+		{Line: 1, ID: "uprof_a", Values: []string{"a@example.com", "line one\nline two"}},
+		{Line: 2, Null: true, Values: []string{"", ""}},
+		{Line: 300, ID: "uprof_b", Values: []string{"", "ünïcode, \"quotes\""}},
+	}
+	for _, w := range want {
+		got, err := sp.Next()
+		if err != nil || got.Line != w.Line || got.ID != w.ID || got.Null != w.Null || !slices.Equal(got.Values, w.Values) {
+			t.Errorf("Next() = %+v, %v; want %+v", got, err, w)
+		}
+	}
+	if _, err := sp.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last row: %v, want io.EOF", err)
+	}
+}
+
+func TestSQLText(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 4, 4, 5, 500_000_000, time.FixedZone("", 3600))
+	for _, tt := range []struct {
+		in   any
+		want string
+	}{
+		{nil, ""}, {"x", "x"}, {[]byte("bytes"), "bytes"}, {at, "2026-01-02T03:04:05.5Z"},
+		{int64(-7), "-7"}, {3.25, "3.25"}, {1e21, "1000000000000000000000"}, {true, "true"},
+	} {
+		if got := text(tt.in); got != tt.want {
+			t.Errorf("text(%#v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSQLColumns(t *testing.T) {
+	t.Parallel()
+	id, cols, err := sqlColumns([]string{"profile", "First Name", "status"}, "")
+	if err != nil || id != 0 || !slices.Equal(cols, []string{"first_name", "input_status"}) {
+		t.Errorf("default id column: %d %q %v", id, cols, err)
+	}
+	id, cols, err = sqlColumns([]string{"email", "User_Profile_ID"}, "user_profile_id")
+	if err != nil || id != 1 || !slices.Equal(cols, []string{"email"}) {
+		t.Errorf("named id column: %d %q %v", id, cols, err)
+	}
+	if _, _, err := sqlColumns([]string{"a", "b"}, "id"); !errors.Is(err, ErrNoIDColumn) {
+		t.Errorf("missing id column: %v, want ErrNoIDColumn", err)
+	}
+	if _, _, err := sqlColumns([]string{"id", "e-mail", "E Mail"}, ""); !errors.Is(err, ErrDuplicateColumn) {
+		t.Errorf("two columns named e_mail: %v, want ErrDuplicateColumn", err)
+	}
+}
+
+func TestProblemFormatRows(t *testing.T) {
+	t.Parallel()
+	var s Summary
+	var sc Screen
+	for _, rec := range []Record{{Line: 1, ID: "uprof_a"}, {Line: 2, Null: true}, {Line: 3, ID: "uprof_a"}} {
+		v, reason, first := sc.Check(rec)
+		s.Add(rec, v, reason, first)
+	}
+	got := []string{s.Problems[0].Format("row"), s.Problems[1].Format("row")}
+	want := []string{"row 2: invalid id: NULL", `row 3: repeat of row 1 ("uprof_a")`}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems = %q, want %q", got, want)
+	}
+}
