@@ -20,6 +20,9 @@ import (
 // pending, or not in the file) runs again. Only profiles of this input
 // are carried over. It returns how many were.
 func (r *campaignRun) carryOver(ctx context.Context) (int, error) {
+	if r.cfg.out == "" {
+		return 0, nil // a run that feeds only a --sink
+	}
 	rows, err := sink.ReadCreated(r.cfg.out, r.cfg.campaign, time.Now(), campaign.RemintBefore)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil

@@ -254,8 +254,8 @@ func (c *config) validate() error {
 		return usageError{fmt.Errorf("--workers %d: must be at least 1", c.workers)}
 	case c.rate < 0:
 		return usageError{fmt.Errorf("--rate %v: must be 0 (no limit) or more", c.rate)}
-	case c.maxRetry < 0:
-		return usageError{fmt.Errorf("--max-retry %d: must be 0 or more", c.maxRetry)}
+	case c.maxRetry < 1:
+		return usageError{fmt.Errorf("--max-retry %d: must be at least 1", c.maxRetry)}
 	case c.deadline < 0:
 		return usageError{fmt.Errorf("--deadline %s: must be positive", c.deadline)}
 	}

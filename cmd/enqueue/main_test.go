@@ -260,6 +260,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--redis-url", "redis://x:y:z", "--csv", "x.csv"}, "--redis-url"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sandbox"}, "--local"},
 		{[]string{"--retry-failed"}, "--retry-failed needs --campaign"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--max-retry", "0"}, "--max-retry 0: must be at least 1"},
 		{[]string{"--refresh"}, "--refresh needs --campaign"},
 		{[]string{"--refresh", "--retry-failed", "--campaign", "c"}, "choose one"},
 		{[]string{"--refresh", "--campaign", "c", "--local"}, "--refresh needs --redis-url"},
