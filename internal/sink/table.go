@@ -3,10 +3,13 @@ package sink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/sqldb"
@@ -57,13 +60,36 @@ func OpenTable(ctx context.Context, dbURL, table string) (*Table, error) {
 		return nil, fmt.Errorf("result table: %w", err)
 	}
 	t := &Table{db: db, name: table}
-	create := tableSQL(db.Dialect, table)
-	if _, err := db.ExecContext(ctx, create); err != nil {
+	if err := createTable(ctx, db, table); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create result table %s on %s: %w", table, db, db.Scrub(err))
 	}
 	t.insert, t.update = upsertSQL(db.Dialect, table)
 	return t, nil
+}
+
+// createTable runs CREATE TABLE IF NOT EXISTS. On PostgreSQL two workers
+// that start together can race inside it: the loser fails on the catalog's
+// unique index (23505) or finds the table made (42P07), and a second try
+// then sees the table and does nothing.
+func createTable(ctx context.Context, db *sqldb.DB, table string) error {
+	create := tableSQL(db.Dialect, table)
+	var err error
+	for range 3 {
+		if _, err = db.ExecContext(ctx, create); err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "42P07") {
+			return err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+	return err
 }
 
 func tableSQL(d sqldb.Dialect, table string) string {

@@ -116,3 +116,34 @@ func TestTablePasswordNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestTableCreatedByWorkersAtOnce: workers that start together on a new
+// table all open it (PostgreSQL's CREATE TABLE IF NOT EXISTS races on its
+// catalog and failed one of two workers in 6 of 9 tries).
+func TestTableCreatedByWorkersAtOnce(t *testing.T) {
+	for _, d := range sqltest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, url := sqltest.Open(t, d)
+			for round := range 5 {
+				table := sqltest.Table(t, db)
+				const workers = 6
+				errs := make(chan error, workers)
+				for range workers {
+					go func() {
+						tb, err := sink.OpenTable(context.Background(), url, table)
+						if err == nil {
+							tb.Close()
+						}
+						errs <- err
+					}()
+				}
+				for range workers {
+					if err := <-errs; err != nil {
+						t.Errorf("round %d: open a new table from %d workers at once: %v", round, workers, err)
+					}
+				}
+			}
+		})
+	}
+}
