@@ -146,7 +146,12 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 // noneValid fails a run whose input held no valid profile at all: almost
 // always the wrong file or the wrong --id-column.
 func (r *campaignRun) noneValid() error {
-	if r.sum.Valid == 0 {
+	switch {
+	case r.sum.Read == 0:
+		return fmt.Errorf("%s holds no rows: nothing to do", r.cfg.inputName())
+	case r.sum.Valid == 0 && r.cfg.idColumn == "":
+		return fmt.Errorf("%s holds no valid profile id (the id column is the query's first; pick another with --id-column)", r.cfg.inputName())
+	case r.sum.Valid == 0:
 		return fmt.Errorf("%s holds no valid profile id (check --id-column %q)", r.cfg.inputName(), r.cfg.idColumn)
 	}
 	return nil

@@ -807,3 +807,21 @@ func TestRetryFailedCountsEveryAttempt(t *testing.T) {
 		t.Errorf("after --retry-failed: %s after %d attempts, want failed after 2 (the calls made in all)", again.Status, again.Attempts)
 	}
 }
+
+func TestEmptyInputSaysSo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tt := range []struct{ body, want string }{
+		{"user_profile_id,email\r\n", "holds no rows: nothing to do"},
+		{"user_profile_id,email\r\nnot-an-id,a@example.com\r\n", `holds no valid profile id (check --id-column "user_profile_id")`},
+	} {
+		in := filepath.Join(dir, "in.csv")
+		if err := os.WriteFile(in, []byte(tt.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", filepath.Join(dir, "out.csv"))
+		if res.err == nil || !strings.Contains(res.err.Error(), tt.want) {
+			t.Errorf("input %q: err = %v, want it to say %q", tt.body, res.err, tt.want)
+		}
+	}
+}

@@ -2,9 +2,11 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNullID is the verdict's reason for a row whose id is SQL NULL.
@@ -147,7 +150,13 @@ func text(v any) string {
 	case string:
 		return v
 	case []byte:
-		return string(v)
+		// Text columns arrive as bytes from some drivers; binary ones
+		// (bytea, blob) are written as PostgreSQL prints them, \x and
+		// hex, so that no NUL or broken UTF-8 reaches a UTF-8 CSV.
+		if utf8.Valid(v) && !bytes.ContainsRune(v, 0) {
+			return string(v)
+		}
+		return `\x` + hex.EncodeToString(v)
 	case time.Time:
 		return v.UTC().Format(time.RFC3339Nano)
 	case int64:

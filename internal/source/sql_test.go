@@ -62,7 +62,8 @@ func TestSQLText(t *testing.T) {
 		in   any
 		want string
 	}{
-		{nil, ""}, {"x", "x"}, {[]byte("bytes"), "bytes"}, {at, "2026-01-02T03:04:05.5Z"},
+		{nil, ""}, {"x", "x"}, {[]byte("bytes"), "bytes"}, {[]byte("Zoë"), "Zoë"},
+		{[]byte{0x00, 0xff}, `\x00ff`}, {[]byte{0xc3}, `\xc3`}, {at, "2026-01-02T03:04:05.5Z"},
 		{int64(-7), "-7"}, {3.25, "3.25"}, {1e21, "1000000000000000000000"}, {true, "true"},
 	} {
 		if got := text(tt.in); got != tt.want {
