@@ -36,7 +36,12 @@ dir=$(mktemp -d)
 port=$((20000 + $$ % 20000))
 cleanup() {
 	sqlrun "DROP TABLE IF EXISTS $table" >/dev/null 2>&1 || true
-	[ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+	if [ -f "$dir/redis.pid" ]; then
+		pid=$(cat "$dir/redis.pid")
+		kill "$pid" 2>/dev/null || true
+		# Wait for it to go: it writes its log as it stops.
+		for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
