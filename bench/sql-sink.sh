@@ -27,7 +27,12 @@ hport=$((rport + 2))
 pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	[ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+	if [ -f "$dir/redis.pid" ]; then
+		rpid=$(cat "$dir/redis.pid")
+		kill "$rpid" 2>/dev/null || true
+		# Wait for it to go: it writes its log as it stops.
+		for _ in $(seq 1 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+	fi
 	[ "$MODE" = table ] && psql -q "$DATABASE_URL" -c "DROP TABLE IF EXISTS $table" >/dev/null 2>&1 || true
 	rm -rf "$dir"
 }
