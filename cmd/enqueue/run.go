@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/redisconn"
 	"github.com/enrollq/enrollq/internal/sandbox"
@@ -181,6 +182,9 @@ func startSandbox(cfg config, log *slog.Logger) (string, func(), error) {
 // runFleet enqueues for a fleet of workers, and with --wait follows the
 // campaign to its end and writes --out.
 func runFleet(ctx context.Context, cfg config, rdb *redis.Client, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
+	if err := checkQueue(ctx, cfg, campaign.NewStore(rdb, 0)); err != nil {
+		return err
+	}
 	r, err := prepare(ctx, cfg, rdb, stdin, stdout, log)
 	if err != nil {
 		return err

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -36,6 +36,11 @@ type statusReport struct {
 	QueueArchived int    `json:"queue_archived"`
 	Workers       int    `json:"workers"` // worker processes serving the queue
 
+	// CampaignQueue is the queue the campaign was enqueued on, "" for one
+	// enqueued by an older enqueue; Queue is it unless --queue says
+	// otherwise.
+	CampaignQueue string `json:"campaign_queue,omitempty"`
+
 	// RatePerSecond is results a second over the sample; ETASeconds is
 	// Pending at that rate, absent when the rate is zero or not measured.
 	RatePerSecond float64  `json:"rate_per_second"`
@@ -44,6 +49,7 @@ type statusReport struct {
 
 // status prints a campaign's counts at any time, from any machine that
 // reaches the fleet's Redis. It fails only when the campaign is unknown.
+// The queue it reports on is --queue when given, else the campaign's own.
 func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer) error {
 	store := campaign.NewStore(rdb, 0)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
@@ -55,6 +61,13 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 	}
 	if first.Total == 0 {
 		return fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+	}
+	on, err := store.Queue(ctx, cfg.campaign)
+	if err != nil {
+		return err
+	}
+	if on != "" && !cfg.queueSet {
+		cfg.queue = on
 	}
 	last := first
 	if first.Pending() > 0 && cfg.sample > 0 {
@@ -70,7 +83,7 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 
 	rep := statusReport{
 		Campaign: cfg.campaign, Total: last.Total, Created: last.Created,
-		Failed: last.Failed, Pending: last.Pending(), Queue: cfg.queue,
+		Failed: last.Failed, Pending: last.Pending(), Queue: cfg.queue, CampaignQueue: on,
 	}
 	if cfg.sample > 0 && first.Pending() > 0 {
 		rep.RatePerSecond = float64(last.Done()-first.Done()) / cfg.sample.Seconds()
@@ -79,13 +92,19 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		eta := float64(rep.Pending) / rep.RatePerSecond
 		rep.ETASeconds = &eta
 	}
-	qi, err := insp.GetQueueInfo(cfg.queue)
-	switch {
-	case err == nil:
+	// GetQueueInfo's error for a missing queue is none that errors.Is
+	// knows (asynq v0.26), so the queue's existence is asked first.
+	queues, err := insp.Queues()
+	if err != nil {
+		return fmt.Errorf("list queues: %w", err)
+	}
+	if slices.Contains(queues, cfg.queue) {
+		qi, err := insp.GetQueueInfo(cfg.queue)
+		if err != nil {
+			return fmt.Errorf("read queue %q: %w", cfg.queue, err)
+		}
 		rep.QueueFound, rep.QueuePaused = true, qi.Paused
 		rep.QueueSize, rep.QueueActive, rep.QueueRetry, rep.QueueArchived = qi.Size, qi.Active, qi.Retry, qi.Archived
-	case !errors.Is(err, asynq.ErrQueueNotFound):
-		return fmt.Errorf("read queue %q: %w", cfg.queue, err)
 	}
 	if servers, err := insp.Servers(); err == nil {
 		for _, s := range servers {
@@ -118,6 +137,9 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 		state = "PAUSED (fix the fault the workers logged, then: enqueue --resume --queue " + r.Queue + ")"
 	}
 	fmt.Fprintf(w, "queue %s: %s\n", r.Queue, state)
+	if r.CampaignQueue != "" && r.CampaignQueue != r.Queue {
+		fmt.Fprintf(w, "  (campaign %s was enqueued on queue %s)\n", r.Campaign, r.CampaignQueue)
+	}
 	if r.QueueFound {
 		fmt.Fprintf(w, "  tasks %d (active %d, retry %d, archived %d; all campaigns), workers %d\n",
 			r.QueueSize, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
