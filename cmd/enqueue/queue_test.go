@@ -122,7 +122,7 @@ func TestStatusUsesCampaignQueue(t *testing.T) {
 
 	rep := b.statusJSON(t)
 	want := statusReport{Campaign: b.name, Total: 3, Created: 3, Queue: b.name, QueueFound: true,
-		CampaignQueue: b.name}
+		CampaignQueue: b.name, Done: true}
 	if rep != want {
 		t.Errorf("status = %+v\nwant     %+v", rep, want)
 	}
@@ -171,5 +171,47 @@ func TestEnqueueOnSecondQueueRefused(t *testing.T) {
 	}
 	if q, err := campaign.NewStore(rdb, 0).Queue(context.Background(), name); err != nil || q != name {
 		t.Errorf("campaign queue = %q, %v; want %s", q, err, name)
+	}
+}
+
+// TestStatusAfterRefreshIsNotDone: right after a refresh every profile
+// still has its old URL, but the refresh's tasks are queued: not done.
+func TestStatusAfterRefreshIsNotDone(t *testing.T) {
+	t.Parallel()
+	b := setupCampaignOnQueue(t, campaign.StatusCreated)
+	if rep := b.statusJSON(t); !rep.Done {
+		t.Fatalf("status before the refresh: %+v, want done", rep)
+	}
+	if res := runCmd(t, "--redis-url", b.url, "--campaign", b.name, "--refresh", "--within", "10m"); res.err != nil {
+		t.Fatalf("refresh: %v\n%s", res.err, res.out)
+	}
+
+	rep := b.statusJSON(t)
+	if rep.Pending != 0 || rep.QueueQueued != 3 || rep.Done {
+		t.Errorf("status after the refresh: pending %d, queued %d, done %v; want 0, 3, false", rep.Pending, rep.QueueQueued, rep.Done)
+	}
+	res := runCmd(t, "--redis-url", b.url, "--campaign", b.name, "--status", "--status-sample", "0")
+	want := "every profile has a result; 3 tasks still queued on " + b.name + " (a refresh, a retry, or another campaign)\n"
+	if !strings.Contains(res.out, want) || strings.Contains(res.out, "done:") {
+		t.Errorf("status after the refresh:\n%s\nwant %q and no \"done:\"", res.out, want)
+	}
+}
+
+func TestPrintStatusDoneOnlyWithAnEmptyQueue(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		queued int
+		want   string
+	}{
+		{0, "done: every profile has a result\n"},
+		{4, "every profile has a result; 4 tasks still queued on q (a refresh, a retry, or another campaign)\n"},
+	} {
+		var b strings.Builder
+		rep := statusReport{Campaign: "c", Total: 4, Created: 4, Queue: "q", QueueFound: true,
+			QueueSize: c.queued, QueueQueued: c.queued, Done: c.queued == 0}
+		printStatus(&b, rep, 0)
+		if !strings.HasSuffix(b.String(), c.want) {
+			t.Errorf("%d queued: status ends\n%s\nwant %q", c.queued, b.String(), c.want)
+		}
 	}
 }

@@ -30,7 +30,8 @@ type statusReport struct {
 	Queue         string `json:"queue"`
 	QueueFound    bool   `json:"queue_found"`
 	QueuePaused   bool   `json:"queue_paused"`
-	QueueSize     int    `json:"queue_size"` // every task of the queue, all campaigns
+	QueueSize     int    `json:"queue_size"`   // every task of the queue, all campaigns
+	QueueQueued   int    `json:"queue_queued"` // pending, active, scheduled, retry and aggregating: still to run
 	QueueActive   int    `json:"queue_active"`
 	QueueRetry    int    `json:"queue_retry"`
 	QueueArchived int    `json:"queue_archived"`
@@ -40,6 +41,11 @@ type statusReport struct {
 	// enqueued by an older enqueue; Queue is it unless --queue says
 	// otherwise.
 	CampaignQueue string `json:"campaign_queue,omitempty"`
+
+	// Done: every profile has a result and the queue has no task left to
+	// run. A refresh or a retry leaves the old results counted until the
+	// new ones replace them; the queue's tasks say it is not over.
+	Done bool `json:"done"`
 
 	// RatePerSecond is results a second over the sample; ETASeconds is
 	// Pending at that rate, absent when the rate is zero or not measured.
@@ -105,7 +111,9 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		}
 		rep.QueueFound, rep.QueuePaused = true, qi.Paused
 		rep.QueueSize, rep.QueueActive, rep.QueueRetry, rep.QueueArchived = qi.Size, qi.Active, qi.Retry, qi.Archived
+		rep.QueueQueued = qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
 	}
+	rep.Done = rep.Pending == 0 && rep.QueueQueued == 0
 	if servers, err := insp.Servers(); err == nil {
 		for _, s := range servers {
 			if _, ok := s.Queues[cfg.queue]; ok {
@@ -141,13 +149,16 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 		fmt.Fprintf(w, "  (campaign %s was enqueued on queue %s)\n", r.Campaign, r.CampaignQueue)
 	}
 	if r.QueueFound {
-		fmt.Fprintf(w, "  tasks %d (active %d, retry %d, archived %d; all campaigns), workers %d\n",
-			r.QueueSize, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
+		fmt.Fprintf(w, "  tasks %d (to run %d, active %d, retry %d, archived %d; all campaigns), workers %d\n",
+			r.QueueSize, r.QueueQueued, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
 	}
 
 	switch {
-	case r.Pending == 0:
+	case r.Done:
 		fmt.Fprintln(w, "done: every profile has a result")
+	case r.Pending == 0:
+		fmt.Fprintf(w, "every profile has a result; %d tasks still queued on %s (a refresh, a retry, or another campaign)\n",
+			r.QueueQueued, r.Queue)
 	case sample == 0:
 	case r.ETASeconds != nil:
 		eta := time.Duration(*r.ETASeconds * float64(time.Second))
