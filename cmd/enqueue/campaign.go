@@ -130,6 +130,10 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 	pc.Progress = func(read int64) { bar.set(read, "") }
 	r.sum, err = producer.Enqueue(ctx, pc, recs)
 	bar.finish()
+	var conflict *campaign.QueueConflictError
+	if errors.As(err, &conflict) {
+		return queueConflict(conflict)
+	}
 	printSummary(r.stdout, r.cfg.campaign, r.cfg.inputUnit(), r.sum)
 	if r.carried > 0 {
 		fmt.Fprintf(r.stdout, "  (of the already enqueued, %d were carried over from the existing %s: their URLs are kept, no call)\n", r.carried, r.cfg.out)
@@ -141,6 +145,27 @@ func (r *campaignRun) enqueue(ctx context.Context) error {
 		printExpiryEstimate(r.stdout, r.sum, r.cfg)
 	}
 	return nil
+}
+
+// checkQueue refuses a fleet run that would put the campaign on a second
+// queue, before the input is read; the producer's claim of the queue is
+// the check that holds against a concurrent run.
+func checkQueue(ctx context.Context, cfg config, store *campaign.Store) error {
+	on, err := store.Queue(ctx, cfg.campaign)
+	if err != nil || on == "" || on == cfg.queue {
+		return err
+	}
+	prog, err := store.Progress(ctx, cfg.campaign)
+	if err != nil || prog.Total == 0 {
+		return err // no profile yet: the campaign may move
+	}
+	return queueConflict(&campaign.QueueConflictError{Campaign: cfg.campaign, Queue: on, Other: cfg.queue})
+}
+
+// queueConflict is the usage error for a campaign given another --queue
+// than its own.
+func queueConflict(e *campaign.QueueConflictError) error {
+	return usageError{fmt.Errorf("--queue %s: %w (nothing was enqueued); give --queue %s, or name another --campaign", e.Other, e, e.Queue)}
 }
 
 // noneValid fails a run whose input held no valid profile at all: almost

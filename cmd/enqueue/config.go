@@ -40,6 +40,7 @@ type config struct {
 	out      string
 	redisURL string
 	queue    string
+	queueSet bool // --queue was given; otherwise --refresh, --retry-failed and --status use the campaign's own
 	wait     bool
 	local    bool
 
@@ -106,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.campaign, "campaign", "", "campaign name; {date} becomes today's UTC date, e.g. onboarding-{date} (default: input file name and the date)")
 	fs.StringVar(&c.out, "out", "", "write results to this .csv or .jsonl file (local mode, or fleet mode with --wait)")
 	fs.StringVar(&c.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis of a worker fleet (env REDIS_URL); empty runs everything locally")
-	fs.StringVar(&c.queue, "queue", worker.DefaultQueue, "asynq queue name")
+	fs.StringVar(&c.queue, "queue", worker.DefaultQueue, "asynq queue name; --refresh, --retry-failed and --status default to the queue the campaign was enqueued on")
 	fs.BoolVar(&c.local, "local", false, "run everything in-process even when REDIS_URL is set")
 	fs.BoolVar(&c.wait, "wait", false, "fleet mode: follow the campaign to its end, then write --out")
 	fs.BoolVar(&c.resume, "resume", false, "unpause --queue (after fixing a key, billing or permission fault) and exit")
@@ -140,7 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	fs.Visit(func(f *flag.Flag) { c.rateSet = c.rateSet || f.Name == "rate" })
+	c.rateSet, c.queueSet = flagSet(fs, "rate"), flagSet(fs, "queue")
 	if c.local {
 		c.redisURL = ""
 	}

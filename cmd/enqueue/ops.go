@@ -45,12 +45,12 @@ func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 // of the earlier run does not block the new one.
 func retryFailed(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer, log *slog.Logger) error {
 	pick := func(r campaign.Result) bool { return r.Status == campaign.StatusFailed }
-	n, err := requeueWhere(ctx, cfg, rdb, pick, time.Time{})
+	n, queue, err := requeueWhere(ctx, cfg, rdb, pick, time.Time{}, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "campaign %s: re-enqueued failed profiles: %d\n", cfg.campaign, n)
-	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	fmt.Fprintf(stdout, "campaign %s (queue %s): re-enqueued failed profiles: %d\n", cfg.campaign, queue, n)
+	log.Info("failed profiles re-enqueued", "campaign", cfg.campaign, "queue", queue, "count", n)
 	return nil
 }
 
@@ -64,35 +64,39 @@ func refresh(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout 
 	pick := func(r campaign.Result) bool {
 		return r.Status == campaign.StatusCreated && !r.ExpiresAt.After(cutoff)
 	}
-	n, err := requeueWhere(ctx, cfg, rdb, pick, cutoff)
+	n, queue, err := requeueWhere(ctx, cfg, rdb, pick, cutoff, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "campaign %s: re-enqueued profiles whose URL expires by %s (within %s): %d\n",
-		cfg.campaign, cutoff.UTC().Format(time.RFC3339), cfg.within, n)
+	fmt.Fprintf(stdout, "campaign %s (queue %s): re-enqueued profiles whose URL expires by %s (within %s): %d\n",
+		cfg.campaign, queue, cutoff.UTC().Format(time.RFC3339), cfg.within, n)
 	if n > 0 {
 		fmt.Fprintf(stdout, "once the workers are done, write the results again: export --campaign %s --out FILE\n", cfg.campaign)
 	}
-	log.Info("expiring profiles re-enqueued", "campaign", cfg.campaign, "count", n)
+	log.Info("expiring profiles re-enqueued", "campaign", cfg.campaign, "queue", queue, "count", n)
 	return nil
 }
 
 // requeueWhere enqueues again each of the campaign's results that pick
-// selects, and returns how many it enqueued. With a zero refreshBefore
-// each result is cleared first; otherwise the tasks are refreshes of
-// URLs that expire by refreshBefore (see tasks.Payload).
-func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool, refreshBefore time.Time) (int, error) {
+// selects, on the campaign's queue (see requeueQueue), and returns how
+// many it enqueued and on which queue. With a zero refreshBefore each
+// result is cleared first; otherwise the tasks are refreshes of URLs that
+// expire by refreshBefore (see tasks.Payload).
+func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pick func(campaign.Result) bool, refreshBefore time.Time, log *slog.Logger) (int, string, error) {
 	store := campaign.NewStore(rdb, 0)
 	prog, err := store.Progress(ctx, cfg.campaign)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if prog.Total == 0 {
-		return 0, fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+		return 0, "", fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+	}
+	if cfg.queue, err = requeueQueue(ctx, cfg, store, log); err != nil {
+		return 0, "", err
 	}
 	results, err := store.Results(ctx, cfg.campaign)
 	if err != nil {
-		return 0, err
+		return 0, cfg.queue, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
@@ -104,11 +108,41 @@ func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pi
 			continue
 		}
 		if err := requeue(ctx, cfg, store, insp, client, r, refreshBefore); err != nil {
-			return n, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
+			return n, cfg.queue, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
 		}
 		n++
 	}
-	return n, nil
+	return n, cfg.queue, nil
+}
+
+// requeueQueue is the queue --refresh and --retry-failed put a campaign's
+// tasks on: the one it was enqueued on, where its workers listen. --queue,
+// when given, must name that one. A campaign enqueued before the store
+// kept its queue has none recorded: then it is --queue, given or its
+// default, which is recorded when given.
+func requeueQueue(ctx context.Context, cfg config, store *campaign.Store, log *slog.Logger) (string, error) {
+	on, err := store.Queue(ctx, cfg.campaign)
+	switch {
+	case err != nil:
+		return "", err
+	case on == "" && !cfg.queueSet:
+		log.Warn("campaign has no recorded queue (enqueued by an older enqueue): using the default; give --queue if its workers serve another",
+			"campaign", cfg.campaign, "queue", cfg.queue)
+		return cfg.queue, nil
+	case on == "":
+		on = cfg.queue
+	case cfg.queueSet && cfg.queue != on:
+		return "", usageError{fmt.Errorf("--queue %s: campaign %s was enqueued on queue %s, where its workers listen; leave out --queue, or give --queue %s",
+			cfg.queue, cfg.campaign, on, on)}
+	}
+	// Recorded for the next command, and kept as long as the tasks.
+	var conflict *campaign.QueueConflictError
+	if err := store.ClaimQueue(ctx, cfg.campaign, on); errors.As(err, &conflict) {
+		return "", usageError{fmt.Errorf("--queue %s: %w", on, err)}
+	} else if err != nil {
+		return "", err
+	}
+	return on, nil
 }
 
 func requeue(ctx context.Context, cfg config, store *campaign.Store, insp *asynq.Inspector, client *asynq.Client, r campaign.Result, refreshBefore time.Time) error {

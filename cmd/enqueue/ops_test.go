@@ -114,7 +114,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status --json: %v\n%s", err, res.out)
 	}
 	want := statusReport{Campaign: name, Total: 30, Pending: 30, Queue: name, QueueFound: true,
-		QueuePaused: true, QueueSize: 30}
+		QueuePaused: true, QueueSize: 30, QueueQueued: 30, CampaignQueue: name}
 	if rep != want {
 		t.Errorf("status = %+v\nwant     %+v", rep, want)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/logging"
 	"github.com/enrollq/enrollq/internal/redisconn"
 	"github.com/enrollq/enrollq/internal/sandbox"
@@ -184,6 +185,9 @@ func startSandbox(cfg config, log *slog.Logger) (string, func(), error) {
 // campaign to its end and writes --out.
 func runFleet(ctx context.Context, cfg config, rdb *redis.Client, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
 	limitMemory()
+	if err := checkQueue(ctx, cfg, campaign.NewStore(rdb, 0)); err != nil {
+		return err
+	}
 	r, err := prepare(ctx, cfg, rdb, stdin, stdout, log)
 	if err != nil {
 		return err

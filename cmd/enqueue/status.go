@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -30,11 +30,22 @@ type statusReport struct {
 	Queue         string `json:"queue"`
 	QueueFound    bool   `json:"queue_found"`
 	QueuePaused   bool   `json:"queue_paused"`
-	QueueSize     int    `json:"queue_size"` // every task of the queue, all campaigns
+	QueueSize     int    `json:"queue_size"`   // every task of the queue, all campaigns
+	QueueQueued   int    `json:"queue_queued"` // pending, active, scheduled, retry and aggregating: still to run
 	QueueActive   int    `json:"queue_active"`
 	QueueRetry    int    `json:"queue_retry"`
 	QueueArchived int    `json:"queue_archived"`
 	Workers       int    `json:"workers"` // worker processes serving the queue
+
+	// CampaignQueue is the queue the campaign was enqueued on, "" for one
+	// enqueued by an older enqueue; Queue is it unless --queue says
+	// otherwise.
+	CampaignQueue string `json:"campaign_queue,omitempty"`
+
+	// Done: every profile has a result and the queue has no task left to
+	// run. A refresh or a retry leaves the old results counted until the
+	// new ones replace them; the queue's tasks say it is not over.
+	Done bool `json:"done"`
 
 	// RatePerSecond is results a second over the sample; ETASeconds is
 	// Pending at that rate, absent when the rate is zero or not measured.
@@ -44,6 +55,7 @@ type statusReport struct {
 
 // status prints a campaign's counts at any time, from any machine that
 // reaches the fleet's Redis. It fails only when the campaign is unknown.
+// The queue it reports on is --queue when given, else the campaign's own.
 func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout io.Writer) error {
 	store := campaign.NewStore(rdb, 0)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
@@ -55,6 +67,13 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 	}
 	if first.Total == 0 {
 		return fmt.Errorf("campaign %q has no profiles in this Redis (check --campaign and --redis-url)", cfg.campaign)
+	}
+	on, err := store.Queue(ctx, cfg.campaign)
+	if err != nil {
+		return err
+	}
+	if on != "" && !cfg.queueSet {
+		cfg.queue = on
 	}
 	last := first
 	if first.Pending() > 0 && cfg.sample > 0 {
@@ -70,7 +89,7 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 
 	rep := statusReport{
 		Campaign: cfg.campaign, Total: last.Total, Created: last.Created,
-		Failed: last.Failed, Pending: last.Pending(), Queue: cfg.queue,
+		Failed: last.Failed, Pending: last.Pending(), Queue: cfg.queue, CampaignQueue: on,
 	}
 	if cfg.sample > 0 && first.Pending() > 0 {
 		rep.RatePerSecond = float64(last.Done()-first.Done()) / cfg.sample.Seconds()
@@ -79,14 +98,22 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		eta := float64(rep.Pending) / rep.RatePerSecond
 		rep.ETASeconds = &eta
 	}
-	qi, err := insp.GetQueueInfo(cfg.queue)
-	switch {
-	case err == nil:
+	// GetQueueInfo's error for a missing queue is none that errors.Is
+	// knows (asynq v0.26), so the queue's existence is asked first.
+	queues, err := insp.Queues()
+	if err != nil {
+		return fmt.Errorf("list queues: %w", err)
+	}
+	if slices.Contains(queues, cfg.queue) {
+		qi, err := insp.GetQueueInfo(cfg.queue)
+		if err != nil {
+			return fmt.Errorf("read queue %q: %w", cfg.queue, err)
+		}
 		rep.QueueFound, rep.QueuePaused = true, qi.Paused
 		rep.QueueSize, rep.QueueActive, rep.QueueRetry, rep.QueueArchived = qi.Size, qi.Active, qi.Retry, qi.Archived
-	case !errors.Is(err, asynq.ErrQueueNotFound):
-		return fmt.Errorf("read queue %q: %w", cfg.queue, err)
+		rep.QueueQueued = qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
 	}
+	rep.Done = rep.Pending == 0 && rep.QueueQueued == 0
 	if servers, err := insp.Servers(); err == nil {
 		for _, s := range servers {
 			if _, ok := s.Queues[cfg.queue]; ok {
@@ -118,14 +145,20 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 		state = "PAUSED (fix the fault the workers logged, then: enqueue --resume --queue " + r.Queue + ")"
 	}
 	fmt.Fprintf(w, "queue %s: %s\n", r.Queue, state)
+	if r.CampaignQueue != "" && r.CampaignQueue != r.Queue {
+		fmt.Fprintf(w, "  (campaign %s was enqueued on queue %s)\n", r.Campaign, r.CampaignQueue)
+	}
 	if r.QueueFound {
-		fmt.Fprintf(w, "  tasks %d (active %d, retry %d, archived %d; all campaigns), workers %d\n",
-			r.QueueSize, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
+		fmt.Fprintf(w, "  tasks %d (to run %d, active %d, retry %d, archived %d; all campaigns), workers %d\n",
+			r.QueueSize, r.QueueQueued, r.QueueActive, r.QueueRetry, r.QueueArchived, r.Workers)
 	}
 
 	switch {
-	case r.Pending == 0:
+	case r.Done:
 		fmt.Fprintln(w, "done: every profile has a result")
+	case r.Pending == 0:
+		fmt.Fprintf(w, "every profile has a result; %d tasks still queued on %s (a refresh, a retry, or another campaign)\n",
+			r.QueueQueued, r.Queue)
 	case sample == 0:
 	case r.ETASeconds != nil:
 		eta := time.Duration(*r.ETASeconds * float64(time.Second))

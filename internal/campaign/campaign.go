@@ -8,7 +8,8 @@
 // a failure.
 //
 // Keys live under "enrollq:c:{campaign}:" (the braces keep a campaign's keys
-// in one Redis Cluster slot) and expire after Store.Retention of quiet.
+// in one Redis Cluster slot) and expire after Store.Retention of quiet. One
+// of them names the queue the campaign's tasks go on (see ClaimQueue).
 package campaign
 
 import (
@@ -422,6 +423,63 @@ func (s *Store) setColumns(ctx context.Context, campaign string, cols []string) 
 		return nil, fmt.Errorf("store columns of %s: %w", campaign, err)
 	}
 	return merged, nil
+}
+
+// claimQueueScript records the queue a campaign's tasks go on. KEYS:
+// queue, profiles; ARGV: queue, retention seconds. A campaign on another
+// queue keeps it, unless it has no profile yet (a run whose rows were all
+// invalid). It returns the campaign's queue: ARGV[1], or the other one.
+var claimQueueScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] and redis.call('SCARD', KEYS[2]) > 0 then
+  return cur
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+`)
+
+// ClaimQueue records that the campaign's tasks go on queue, for the
+// commands that act on the campaign later (a refresh, a retry of its
+// failures, its status) and do not know it. A campaign lives on one queue:
+// when it is on another one already, ClaimQueue changes nothing and
+// returns a *QueueConflictError. Each claim restarts the record's
+// retention.
+func (s *Store) ClaimQueue(ctx context.Context, campaign, queue string) error {
+	on, err := claimQueueScript.Run(ctx, s.rdb, []string{key(campaign, "queue"), key(campaign, "profiles")},
+		queue, int64(s.retention.Seconds())).Text()
+	if err != nil {
+		return fmt.Errorf("record queue of %s: %w", campaign, err)
+	}
+	if on != queue {
+		return &QueueConflictError{Campaign: campaign, Queue: on, Other: queue}
+	}
+	return nil
+}
+
+// Queue returns the queue the campaign's tasks go on, or "" for a
+// campaign enqueued before the store kept it.
+func (s *Store) Queue(ctx context.Context, campaign string) (string, error) {
+	q, err := s.rdb.Get(ctx, key(campaign, "queue")).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read queue of %s: %w", campaign, err)
+	}
+	return q, nil
+}
+
+// QueueConflictError refuses to put a campaign's tasks on a second queue:
+// the workers that serve its queue would never see them, and a task id
+// (campaign and profile) is unique only within one queue.
+type QueueConflictError struct {
+	Campaign string
+	Queue    string // the queue the campaign is on
+	Other    string // the queue that was refused
+}
+
+func (e *QueueConflictError) Error() string {
+	return fmt.Sprintf("campaign %s is on queue %q, not %q: a campaign's tasks live on one queue", e.Campaign, e.Queue, e.Other)
 }
 
 // campaignsKey indexes campaigns by their last enqueue, for the UI and

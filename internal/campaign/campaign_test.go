@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -227,5 +228,44 @@ func TestSetColumnsConcurrent(t *testing.T) {
 		if !slices.Contains(cols, "col_"+strconv.Itoa(i)) {
 			t.Errorf("columns %v lack col_%d", cols, i)
 		}
+	}
+}
+
+// TestClaimQueue: a campaign remembers the queue it was first enqueued
+// on, with the store's retention, and refuses a second one once it has a
+// profile.
+func TestClaimQueue(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+
+	if q, err := s.Queue(ctx, c); err != nil || q != "" {
+		t.Fatalf("Queue of a new campaign = %q, %v; want \"\", nil", q, err)
+	}
+	// No profile yet (a run whose rows were all invalid): it may move.
+	if err := s.ClaimQueue(ctx, c, "q1"); err != nil {
+		t.Fatalf("ClaimQueue(q1): %v", err)
+	}
+	if err := s.ClaimQueue(ctx, c, "q2"); err != nil {
+		t.Fatalf("ClaimQueue(q2) without profiles: %v", err)
+	}
+	if _, err := s.Admit(ctx, c, []string{"uprof_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimQueue(ctx, c, "q2"); err != nil {
+		t.Fatalf("ClaimQueue(q2) again: %v", err)
+	}
+
+	err := s.ClaimQueue(ctx, c, "q3")
+	var conflict *QueueConflictError
+	if !errors.As(err, &conflict) || *conflict != (QueueConflictError{Campaign: c, Queue: "q2", Other: "q3"}) {
+		t.Fatalf("ClaimQueue(q3) = %v, want a QueueConflictError naming q2 and q3", err)
+	}
+	if q, err := s.Queue(ctx, c); err != nil || q != "q2" {
+		t.Errorf("Queue = %q, %v; want q2", q, err)
+	}
+	ttl := s.rdb.TTL(ctx, key(c, "queue")).Val()
+	if ttl <= 0 || ttl > time.Hour {
+		t.Errorf("TTL of the queue record = %s, want the retention, 1h", ttl)
 	}
 }

@@ -129,6 +129,9 @@ type job struct {
 // Enqueue screens and enqueues every record of recs. On an error it stops
 // and returns the summary so far with the error: a Redis outage mid-run
 // leaves the enqueued tasks in place, and running again completes the rest.
+// A campaign lives on one queue: when it is on another queue than
+// cfg.Queue, Enqueue enqueues nothing and returns a
+// *campaign.QueueConflictError.
 func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
@@ -137,6 +140,9 @@ func Enqueue(ctx context.Context, cfg Config, recs Records) (Summary, error) {
 		cfg.Logger = slog.Default()
 	}
 	store := campaign.NewStore(cfg.Redis, 0)
+	if err := store.ClaimQueue(ctx, cfg.Campaign, cfg.Queue); err != nil {
+		return Summary{}, err
+	}
 	if _, err := store.SetColumns(ctx, cfg.Campaign, recs.Columns()); err != nil {
 		return Summary{}, err
 	}
