@@ -77,6 +77,10 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 	r.repeats.Finish()
 
 	if cfg.out != "" {
+		if err := checkExistingOut(cfg.out, cfg.campaign); err != nil {
+			r.close()
+			return nil, err
+		}
 		if r.out, err = sink.Create(cfg.out, recs.Columns()); err != nil {
 			r.close()
 			return nil, fmt.Errorf("--out: %w (nothing was enqueued)", err)
@@ -168,12 +172,19 @@ func queueConflict(e *campaign.QueueConflictError) error {
 	return usageError{fmt.Errorf("--queue %s: %w (nothing was enqueued); give --queue %s, or name another --campaign", e.Other, e, e.Queue)}
 }
 
-// noneValid fails a run whose input held no valid profile at all: almost
-// always the wrong file or the wrong --id-column.
+// noneValid fails a run whose input held rows but no valid profile: almost
+// always the wrong file or the wrong --id-column. An input without rows
+// is no failure.
 func (r *campaignRun) noneValid() error {
 	switch {
 	case r.sum.Read == 0:
-		return fmt.Errorf("%s holds no rows: nothing to do", r.cfg.inputName())
+		// A quiet day for a cron run, not a fault.
+		fmt.Fprintf(r.stdout, "%s holds no rows: nothing to do", r.cfg.inputName())
+		if r.cfg.out != "" {
+			fmt.Fprintf(r.stdout, " (%s left as it was)", r.cfg.out)
+		}
+		fmt.Fprintln(r.stdout)
+		return nil
 	case r.sum.Valid == 0 && r.cfg.idColumn == "":
 		return fmt.Errorf("%s holds no valid profile id (the id column is the query's first; pick another with --id-column)", r.cfg.inputName())
 	case r.sum.Valid == 0:
@@ -366,7 +377,9 @@ func servedBySomeWorker(insp *asynq.Inspector, queue string) bool {
 // finish writes --out (even after an interruption: what is done is kept)
 // and says how the run ended.
 func (r *campaignRun) finish(ctx context.Context, runErr error) error {
-	if r.out == nil {
+	if r.out == nil || (runErr == nil && r.sum.Valid == 0) {
+		// With no valid profile, --out is left as it was: an empty input
+		// must not wipe the links of an earlier run.
 		if runErr != nil {
 			return runErr
 		}

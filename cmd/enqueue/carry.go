@@ -59,3 +59,14 @@ func (r *campaignRun) carryOver(ctx context.Context) (int, error) {
 		n++
 	}
 }
+
+// checkExistingOut refuses an existing --out that is not a results file
+// (a customer list named by mistake, say), before anything is enqueued:
+// the run would replace it. A results file of an earlier run is fine.
+func checkExistingOut(path, campaignName string) error {
+	_, err := sink.ReadCreated(path, campaignName, time.Now(), campaign.RemintBefore)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("--out %s exists and is not a results file of enqueue: %w (name another file, or move it away; nothing was enqueued)", path, err)
+}

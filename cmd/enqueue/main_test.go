@@ -811,17 +811,61 @@ func TestRetryFailedCountsEveryAttempt(t *testing.T) {
 func TestEmptyInputSaysSo(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, tt := range []struct{ body, want string }{
-		{"user_profile_id,email\r\n", "holds no rows: nothing to do"},
-		{"user_profile_id,email\r\nnot-an-id,a@example.com\r\n", `holds no valid profile id (check --id-column "user_profile_id")`},
-	} {
-		in := filepath.Join(dir, "in.csv")
-		if err := os.WriteFile(in, []byte(tt.body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", filepath.Join(dir, "out.csv"))
-		if res.err == nil || !strings.Contains(res.err.Error(), tt.want) {
-			t.Errorf("input %q: err = %v, want it to say %q", tt.body, res.err, tt.want)
-		}
+	in := filepath.Join(dir, "in.csv")
+	out := filepath.Join(dir, "out.csv")
+	const earlier = "user_profile_id,enrollment_url,expires_at,status,error_type,error_message,request_id,attempts\r\n"
+	if err := os.WriteFile(out, []byte(earlier), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// No rows: a quiet day, exit 0, and the earlier --out is left alone.
+	if err := os.WriteFile(in, []byte("user_profile_id,email\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCmd(t, "--local", "--sandbox", "--csv", in, "--out", out)
+	if res.err != nil || !strings.Contains(res.out, "holds no rows: nothing to do ("+out+" left as it was)") {
+		t.Errorf("no rows: err = %v, stdout %q; want success saying nothing to do", res.err, res.out)
+	}
+	if got, _ := os.ReadFile(out); string(got) != earlier {
+		t.Errorf("no rows: --out became %q, want it untouched", got)
+	}
+
+	// Rows but no valid id: the wrong file or column, a failure.
+	if err := os.WriteFile(in, []byte("user_profile_id,email\r\nnot-an-id,a@example.com\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = runCmd(t, "--local", "--sandbox", "--csv", in, "--out", out)
+	if want := `holds no valid profile id (check --id-column "user_profile_id")`; res.err == nil || !strings.Contains(res.err.Error(), want) {
+		t.Errorf("no valid id: err = %v, want it to say %q", res.err, want)
+	}
+	if got, _ := os.ReadFile(out); string(got) != earlier {
+		t.Errorf("no valid id: --out became %q, want it untouched", got)
+	}
+}
+
+// TestFleetRefusesOutThatIsNotResults: --wait --out naming an existing
+// file that is no results file (a customer list, say) is refused before
+// anything is enqueued, as in local mode; the file is left alone.
+func TestFleetRefusesOutThatIsNotResults(t *testing.T) {
+	t.Parallel()
+	url := redistest.URL(t)
+	name := redistest.Name(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "customers.csv")
+	const customers = "name,email\r\nAda,ada@example.com\r\n"
+	if err := os.WriteFile(out, []byte(customers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCmd(t, "--redis-url", url, "--queue", name, "--campaign", name,
+		"--csv", "../../internal/source/testdata/profiles-25.csv", "--wait", "--out", out)
+	if res.err == nil || !strings.Contains(res.err.Error(), "is not a results file") {
+		t.Fatalf("err = %v, want a refusal naming --out", res.err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != customers {
+		t.Errorf("--out became %q, want it untouched", got)
+	}
+	rdb := redistest.New(t)
+	if n, err := rdb.Exists(context.Background(), "asynq:{"+name+"}:pending").Result(); err != nil || n != 0 {
+		t.Errorf("pending list exists = %d (err %v), want nothing enqueued", n, err)
 	}
 }
