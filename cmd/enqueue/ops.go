@@ -33,6 +33,12 @@ func exitCode(err error) int {
 func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
+	// Resuming a running queue is done already: a second --resume (or one
+	// in a runbook run twice) succeeds.
+	if info, err := insp.GetQueueInfo(queue); err == nil && !info.Paused {
+		fmt.Fprintf(stdout, "queue %q is not paused: nothing to resume\n", queue)
+		return nil
+	}
 	if err := insp.UnpauseQueue(queue); err != nil {
 		return fmt.Errorf("resume queue %q: %w", queue, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -126,7 +127,14 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
-	insp.UnpauseQueue(name)
+	// --resume unpauses; a second --resume finds nothing to do and
+	// succeeds too.
+	for _, want := range []string{"queue %q resumed\n", "queue %q is not paused: nothing to resume\n"} {
+		res = runCmd(t, "--resume", "--redis-url", url, "--queue", name)
+		if want := fmt.Sprintf(want, name); res.err != nil || res.out != want {
+			t.Errorf("--resume: err %v, out %q; want %q", res.err, res.out, want)
+		}
+	}
 	startWorkers(t, rdb, name, sandboxURL(t), 1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
