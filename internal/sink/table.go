@@ -3,13 +3,10 @@ package sink
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/sqldb"
@@ -69,27 +66,28 @@ func OpenTable(ctx context.Context, dbURL, table string) (*Table, error) {
 }
 
 // createTable runs CREATE TABLE IF NOT EXISTS. On PostgreSQL two workers
-// that start together can race inside it: the loser fails on the catalog's
-// unique index (23505) or finds the table made (42P07), and a second try
-// then sees the table and does nothing.
+// that start together race inside it (the loser fails on the catalog with
+// 23505, 42P07 or 42710), so there the statement runs under a
+// transaction-scoped advisory lock named after the table: the second
+// creator waits for the first to commit, then finds the table.
 func createTable(ctx context.Context, db *sqldb.DB, table string) error {
 	create := tableSQL(db.Dialect, table)
-	var err error
-	for range 3 {
-		if _, err = db.ExecContext(ctx, create); err == nil {
-			return nil
-		}
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "42P07") {
-			return err
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return err
-		}
+	if db.Dialect != sqldb.Postgres {
+		_, err := db.ExecContext(ctx, create)
+		return err
 	}
-	return err
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "enrollq:create:"+table); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, create); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func tableSQL(d sqldb.Dialect, table string) string {
