@@ -35,6 +35,7 @@ type campaignRun struct {
 	cleanup func()
 	repeats *source.Repeats
 	out     *sink.File // nil without --out
+	columns []string   // the input's passthrough columns, with --out
 	rows    int        // records in the input, for the progress bar
 	carried int        // local mode: results kept from an existing --out
 	sum     producer.Summary
@@ -81,7 +82,8 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 			r.close()
 			return nil, err
 		}
-		if r.out, err = sink.Create(cfg.out, recs.Columns()); err != nil {
+		r.columns = recs.Columns()
+		if r.out, err = sink.Create(cfg.out, r.columns); err != nil {
 			r.close()
 			return nil, fmt.Errorf("--out: %w (nothing was enqueued)", err)
 		}
@@ -291,6 +293,7 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		}
 	}()
 	lastCheck := time.Now() // workers may take a heartbeat to show up
+	lastSave := time.Now()
 	var notes fleetNotes
 	for {
 		prog, err := r.store.Progress(ctx, r.cfg.campaign)
@@ -307,6 +310,10 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		if !local && time.Since(lastCheck) > fleetCheckEvery {
 			lastCheck = time.Now()
 			notes.check(insp, r.cfg.queue, bar)
+		}
+		if local && r.out != nil && r.cfg.checkpoint > 0 && time.Since(lastSave) >= r.cfg.checkpoint {
+			r.checkpoint(ctx)
+			lastSave = time.Now()
 		}
 		if local {
 			if qi, err := insp.GetQueueInfo(r.cfg.queue); err == nil && qi.Paused {
@@ -388,7 +395,7 @@ func (r *campaignRun) finish(ctx context.Context, runErr error) error {
 	// The run's context may be cancelled (Ctrl-C); the export still runs.
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
-	if err := r.export(ectx); err != nil {
+	if err := r.export(ectx, r.out); err != nil {
 		return errors.Join(runErr, err)
 	}
 	c := r.out.Counts()
@@ -413,7 +420,7 @@ func (r *campaignRun) finish(ctx context.Context, runErr error) error {
 
 // export is the last pass: each valid profile of the input, in input order,
 // with the input's columns and the campaign's result.
-func (r *campaignRun) export(ctx context.Context) error {
+func (r *campaignRun) export(ctx context.Context, out *sink.File) error {
 	recs, closeFile, err := r.open()
 	if err != nil {
 		return err
@@ -436,7 +443,7 @@ func (r *campaignRun) export(ctx context.Context) error {
 			if ok[i] {
 				res = results[i]
 			}
-			if err := r.out.Write(rec.Values, res, rec.ID); err != nil {
+			if err := out.Write(rec.Values, res, rec.ID); err != nil {
 				return fmt.Errorf("write %s: %w", r.cfg.out, err)
 			}
 		}
@@ -463,7 +470,26 @@ func (r *campaignRun) export(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	return r.out.Commit()
+	return out.Commit()
+}
+
+// checkpoint writes --out as it stands, the rest pending, so that a local
+// run that is killed (or cannot write at its end) leaves the URLs minted
+// so far for the next run to carry over. A failure is logged, not fatal:
+// the final write is the one that counts.
+func (r *campaignRun) checkpoint(ctx context.Context) {
+	out, err := sink.Create(r.cfg.out, r.columns)
+	if err == nil {
+		err = r.export(ctx, out)
+	}
+	if err != nil {
+		if out != nil {
+			out.Abort()
+		}
+		r.log.Warn("checkpoint of --out failed; the run goes on", "out", r.cfg.out, "error", err)
+		return
+	}
+	r.log.Debug("checkpoint written", "out", r.cfg.out, "rows", out.Counts().Rows)
 }
 
 // inputFile returns a path to read three times: the file itself, or

@@ -26,6 +26,10 @@ import (
 // within it are minted again.
 const DefaultRefreshWithin = 30 * time.Minute
 
+// defaultCheckpoint is how often a local run writes --out while it goes
+// on: at most a minute of minted URLs is lost to a kill -9.
+const defaultCheckpoint = time.Minute
+
 // config is everything the flags and environment say.
 type config struct {
 	csvPath  string
@@ -70,6 +74,9 @@ type config struct {
 	sbTTL     time.Duration
 	sbRate    float64
 	sbBurst   int
+	// checkpoint: local mode writes --out this often while it runs (0:
+	// only at the end).
+	checkpoint time.Duration
 
 	apiFlags client.Flags
 	api      client.Config
@@ -121,6 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries of a transient fault per profile")
 	fs.DurationVar(&c.deadline, "deadline", 0, "give up on profiles still without a URL this long after the start (0: no deadline)")
 
+	fs.DurationVar(&c.checkpoint, "checkpoint", defaultCheckpoint, "local mode: write --out this often while the run goes on, so that a killed run keeps its URLs (0: only at the end)")
 	fs.IntVar(&c.workers, "workers", worker.DefaultConcurrency, "local mode: tasks run at once")
 	fs.Float64Var(&c.rate, "rate", worker.DefaultRate, "local mode: API calls per second (0: no limit); fleet mode: the workers' rate, to estimate the campaign's length")
 	fs.IntVar(&c.burst, "burst", worker.DefaultBurst, "local mode: API calls allowed at once")
@@ -251,6 +259,8 @@ func (c *config) validate() error {
 		return usageError{errors.New("--sandbox-fail needs --sandbox")}
 	case c.concurrency < 1:
 		return usageError{fmt.Errorf("--concurrency %d: must be at least 1", c.concurrency)}
+	case c.checkpoint < 0:
+		return usageError{fmt.Errorf("--checkpoint %s: must be 0 (only at the end) or more", c.checkpoint)}
 	case c.workers < 1:
 		return usageError{fmt.Errorf("--workers %d: must be at least 1", c.workers)}
 	case c.rate < 0:

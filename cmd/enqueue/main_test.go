@@ -869,3 +869,43 @@ func TestFleetRefusesOutThatIsNotResults(t *testing.T) {
 		t.Errorf("pending list exists = %d (err %v), want nothing enqueued", n, err)
 	}
 }
+
+// TestLocalCheckpoint: a local run writes --out while it goes on, so that
+// a run killed mid-way (where nothing runs at its end) leaves the URLs
+// minted so far for the next run to carry over.
+func TestLocalCheckpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.csv")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := writeProfiles(t, 60)
+	done := make(chan error, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		done <- run(ctx, []string{"--sandbox", "--local", "--csv", in, "--out", out,
+			"--rate", "10", "--checkpoint", "200ms"}, strings.NewReader(""), &stdout, &stderr)
+	}()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		data, err := os.ReadFile(out)
+		if err == nil && bytes.Contains(data, []byte(",created,")) && bytes.Contains(data, []byte(",pending,")) {
+			break // a checkpoint: some created, the rest pending, mid-run
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the run ended (%v) before any checkpoint showed in %s", err, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint in %s after 20s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("checkpoint mode = %v (err %v), want 0600", fi.Mode().Perm(), err)
+	}
+	cancel()
+	<-done
+}

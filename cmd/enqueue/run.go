@@ -78,10 +78,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // embedded Redis is gone once the process exits, so a run of the same
 // command starts from the live URLs of that file (see carryOver).
 //
-// TODO: the file is written only at the end, so a run that cannot write
-// it then (a full disk) or is killed (SIGKILL, a second Ctrl-C) loses
-// every URL it minted, and the next run calls the API for them again; a
-// checkpoint of --out every few minutes would bound that loss.
+// While it runs, --out is also written every --checkpoint (a minute), so
+// a run that is killed (SIGKILL, a second Ctrl-C) or cannot write at its
+// end loses at most the URLs of the last interval.
 func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
