@@ -36,8 +36,10 @@ type campaignRun struct {
 	repeats *source.Repeats
 	out     *sink.File // nil without --out
 	columns []string   // the input's passthrough columns, with --out
-	rows    int        // records in the input, for the progress bar
-	carried int        // local mode: results kept from an existing --out
+	// prior: the live URLs of an existing --out, which local mode keeps.
+	prior   map[string]campaign.Result
+	rows    int // records in the input, for the progress bar
+	carried int // local mode: results kept from an existing --out
 	sum     producer.Summary
 }
 
@@ -78,7 +80,7 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 	r.repeats.Finish()
 
 	if cfg.out != "" {
-		if err := checkExistingOut(cfg.out, cfg.campaign); err != nil {
+		if r.prior, err = readExistingOut(cfg.out, cfg.campaign); err != nil {
 			r.close()
 			return nil, err
 		}
@@ -89,6 +91,16 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 		}
 	}
 	return r, nil
+}
+
+// pass reads the whole input once more, handing each record to each.
+func (r *campaignRun) pass(each func(source.Record)) (int, error) {
+	recs, closeFile, err := r.open()
+	if err != nil {
+		return 0, err
+	}
+	defer closeFile()
+	return producer.Validate(recs, each)
 }
 
 // open starts a pass over the input: the CSV file, or the query's spool.
