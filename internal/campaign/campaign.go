@@ -98,59 +98,116 @@ func key(campaign, part string) string {
 	return "enrollq:c:{" + campaign + "}:" + part
 }
 
-// putScript stores a result atomically with its counts. KEYS: results,
-// status, counts, expiry; ARGV: profile id, status, result JSON, retention
-// seconds, expiry (Unix seconds, 0 for a failure), now (Unix seconds).
-// A failure never replaces a live URL: a task that ran twice keeps the URL
-// it got. It may replace an expired one, whose re-mint failed.
-var putScript = redis.NewScript(`
+// putBody is the Lua that stores a result with its counts, shared by
+// putScript and putCallScript. KEYS: results, status, counts, expiry;
+// ARGV: profile id, status, result JSON, retention seconds, expiry (Unix
+// seconds, 0 for a failure), now (Unix seconds). A failure never replaces
+// a live URL: a task that ran twice keeps the URL it got. It may replace
+// an expired one, whose re-mint failed. It sets kept to 1 when it stored
+// the result, 0 when a live URL outranked it.
+const putBody = `
+local kept = 1
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old == 'created' and ARGV[2] ~= 'created' then
   local exp = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
   if exp > tonumber(ARGV[6]) then
-    return 0
+    kept = 0
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if ARGV[2] == 'created' then
-  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
-else
-  redis.call('HDEL', KEYS[4], ARGV[1])
-end
-if old ~= ARGV[2] then
-  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-  if old then
-    redis.call('HINCRBY', KEYS[3], old, -1)
+if kept == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  if ARGV[2] == 'created' then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+  else
+    redis.call('HDEL', KEYS[4], ARGV[1])
+  end
+  if old ~= ARGV[2] then
+    redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+    if old then
+      redis.call('HINCRBY', KEYS[3], old, -1)
+    end
+  end
+  for i = 1, 4 do
+    redis.call('EXPIRE', KEYS[i], ARGV[4])
   end
 end
-for i = 1, 4 do
-  redis.call('EXPIRE', KEYS[i], ARGV[4])
+`
+
+// putScript stores a result (see putBody) and returns kept.
+var putScript = redis.NewScript(putBody + "return kept\n")
+
+// putCallScript counts one API call and stores the result it produced
+// (see putBody). KEYS: those of putBody, then calls; ARGV: those of
+// putBody. When the profile had calls counted before, it counts this one
+// and stores nothing: the result's attempts are one short. It returns
+// {kept, calls}.
+var putCallScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[5], ARGV[4])
+if n ~= 1 then
+  return {0, n}
 end
-return 1
-`)
+` + putBody + "return {kept, n}\n")
 
 // Put records r. It reports false when r was a failure that a stored
 // live URL outranks.
 func (s *Store) Put(ctx context.Context, r Result) (bool, error) {
+	keys, args, err := s.putArgs(r)
+	if err != nil {
+		return false, err
+	}
+	n, err := putScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
+	}
+	return n == 1, nil
+}
+
+// PutCall counts the API call that produced r and records r: the path of
+// a task's first run, which skips BeginCall. r.Attempts counts that call
+// as the profile's first (PriorAttempts + 1). It is one round trip, unless
+// the profile had calls counted before (the task waited out a 429, or ran
+// twice): then Attempts is raised by them and r is put in a second one. It
+// returns Put's kept and the calls counted, this one included.
+func (s *Store) PutCall(ctx context.Context, r Result) (kept bool, calls int64, err error) {
+	keys, args, err := s.putArgs(r)
+	if err != nil {
+		return false, 0, err
+	}
+	keys = append(keys, key(r.Campaign, "calls"))
+	v, err := putCallScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("unexpected reply %v", v)
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
+	}
+	if calls = v[1]; calls == 1 {
+		return v[0] == 1, calls, nil
+	}
+	r.Attempts += calls - 1
+	kept, err = s.Put(ctx, r)
+	return kept, calls, err
+}
+
+// putArgs are the keys and arguments of putBody for r.
+func (s *Store) putArgs(r Result) ([]string, []any, error) {
 	if r.Status != StatusCreated && r.Status != StatusFailed {
-		return false, fmt.Errorf("put result for %s: unknown status %q", r.ProfileID, r.Status)
+		return nil, nil, fmt.Errorf("put result for %s: unknown status %q", r.ProfileID, r.Status)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return false, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
+		return nil, nil, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
 	}
 	var expiry int64
 	if r.Status == StatusCreated {
 		expiry = r.ExpiresAt.Unix()
 	}
-	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")}
-	n, err := putScript.Run(ctx, s.rdb, keys, r.ProfileID, string(r.Status), data,
-		int64(s.retention.Seconds()), expiry, time.Now().Unix()).Int()
-	if err != nil {
-		return false, fmt.Errorf("put result for %s: %w", r.ProfileID, err)
-	}
-	return n == 1, nil
+	keys := make([]string, 4, 5)
+	keys[0], keys[1], keys[2], keys[3] = key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")
+	args := []any{r.ProfileID, string(r.Status), data, int64(s.retention.Seconds()), expiry, time.Now().Unix()}
+	return keys, args, nil
 }
 
 // GetMany returns the results of ids, in order; a profile without a result
@@ -232,7 +289,9 @@ return {'', n}
 // result yet, it counts the call and returns the total so far, which
 // bounds every kind of retry, rate-limit waits included. When a result is
 // stored (a task that ran again after a crash), it returns that status
-// and counts nothing. One round trip, on the path of every task.
+// and counts nothing. One round trip, on the path of every task that runs
+// again; a first run skips it and counts its call with PutCall or
+// CountCall once it has the answer.
 //
 // A refresh passes staleBefore: a stored URL that expires by then does
 // not stop the call (it returns status "" and counts it), so that a new
@@ -254,6 +313,13 @@ func (s *Store) BeginCall(ctx context.Context, campaign, profileID string, stale
 	st, _ := v[0].(string)
 	n, _ := v[1].(int64)
 	return Status(st), n, nil
+}
+
+// CountCall counts one API call for a profile and returns the calls so
+// far: the first run of a task, which skips BeginCall, counts with it a
+// call that did not produce a result (a 429, a fault to retry).
+func (s *Store) CountCall(ctx context.Context, campaign, profileID string) (int64, error) {
+	return s.incr(ctx, key(campaign, "calls"), profileID, "call")
 }
 
 // CountPause notes that a profile's call paused the queue and returns how

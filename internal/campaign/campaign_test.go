@@ -156,6 +156,62 @@ func TestForgetAndBeginCall(t *testing.T) {
 	}
 }
 
+// TestPutCallCountsTheCall: a first run's result counts its call in the
+// same round trip; after calls counted before (a 429 waited out), the
+// stored attempts include them; a failure still never replaces a live URL.
+func TestPutCallCountsTheCall(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	s.Admit(ctx, c, []string{"uprof_new", "uprof_waited", "uprof_live"})
+	get := func(id string) Result {
+		t.Helper()
+		r, ok, err := s.Get(ctx, c, id)
+		if err != nil || !ok {
+			t.Fatalf("Get(%s) = %v, %v", id, ok, err)
+		}
+		return r
+	}
+
+	kept, n, err := s.PutCall(ctx, Result{Campaign: c, ProfileID: "uprof_new", Status: StatusCreated,
+		URL: "https://x/1", ExpiresAt: later, Attempts: 3}) // 2 prior attempts + this call
+	if err != nil || !kept || n != 1 {
+		t.Fatalf("PutCall(first call) = %v, %d, %v; want true, 1, nil", kept, n, err)
+	}
+	if r := get("uprof_new"); r.Attempts != 3 || r.URL != "https://x/1" {
+		t.Errorf("stored = %+v, want attempts 3", r)
+	}
+	if calls, _ := s.Calls(ctx, c, "uprof_new"); calls != 1 {
+		t.Errorf("calls = %d, want 1", calls)
+	}
+
+	for range 2 {
+		if _, err := s.CountCall(ctx, c, "uprof_waited"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept, n, err = s.PutCall(ctx, Result{Campaign: c, ProfileID: "uprof_waited", Status: StatusCreated,
+		URL: "https://x/2", ExpiresAt: later, Attempts: 1})
+	if err != nil || !kept || n != 3 {
+		t.Fatalf("PutCall(after 2 calls) = %v, %d, %v; want true, 3, nil", kept, n, err)
+	}
+	if r := get("uprof_waited"); r.Attempts != 3 || r.URL != "https://x/2" {
+		t.Errorf("stored = %+v, want attempts 3", r)
+	}
+
+	s.PutCall(ctx, Result{Campaign: c, ProfileID: "uprof_live", Status: StatusCreated, URL: "https://x/3", ExpiresAt: later, Attempts: 1})
+	kept, n, err = s.PutCall(ctx, Result{Campaign: c, ProfileID: "uprof_live", Status: StatusFailed, ErrorType: "api_error", Attempts: 1})
+	if err != nil || kept || n != 2 {
+		t.Errorf("PutCall(failure over a live URL) = %v, %d, %v; want false, 2, nil", kept, n, err)
+	}
+	if r := get("uprof_live"); r.Status != StatusCreated || r.URL != "https://x/3" {
+		t.Errorf("stored = %+v, want the live URL kept", r)
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 3, Created: 3}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+}
+
 func TestValidateName(t *testing.T) {
 	t.Parallel()
 	for _, ok := range []string{"a", "onboarding-2026-12-03", "Wave_1.b"} {

@@ -134,8 +134,9 @@ func newTransport() *http.Transport {
 
 // Client mints enrollment URLs.
 type Client struct {
-	cfg Config
-	sdk anthropic.Client
+	cfg  Config
+	sdk  anthropic.Client
+	beta option.RequestOption // the anthropic-beta header
 }
 
 // New returns a Client, or an error naming the bad Config field.
@@ -152,13 +153,17 @@ func New(cfg Config) (*Client, error) {
 		option.WithBaseURL(cfg.BaseURL),
 		option.WithHTTPClient(cfg.HTTPClient),
 		option.WithMaxRetries(0),
+		// enrollq exports no traces: without a tracer provider the SDK
+		// would build a span per call for nothing.
+		option.WithoutOpenTelemetry(),
 		option.WithHeader("x-api-key", cfg.APIKey),
 		option.WithHeader("anthropic-version", cfg.Version),
 	}
 	if cfg.WorkspaceID != "" {
 		opts = append(opts, option.WithHeader("anthropic-workspace-id", cfg.WorkspaceID))
 	}
-	return &Client{cfg: cfg, sdk: anthropic.NewClient(opts...)}, nil
+	return &Client{cfg: cfg, sdk: anthropic.NewClient(opts...),
+		beta: option.WithHeader("anthropic-beta", strings.Join(cfg.Betas, ","))}, nil
 }
 
 // Endpoint reports which route the client calls.
@@ -194,7 +199,7 @@ func (c *Client) Create(ctx context.Context, profileID string) (Link, error) {
 		body []byte
 	)
 	opts := []option.RequestOption{
-		option.WithHeader("anthropic-beta", strings.Join(c.cfg.Betas, ",")),
+		c.beta,
 		option.WithResponseInto(&resp),
 		option.WithResponseBodyInto(&body),
 	}

@@ -188,7 +188,7 @@ func headerRequestID(resp *http.Response) string {
 	if resp == nil {
 		return ""
 	}
-	return resp.Header.Get("request-id")
+	return resp.Header.Get("Request-Id")
 }
 
 func bodyRequestID(raw string) string {
@@ -267,13 +267,13 @@ func rateLimitInfo(resp *http.Response) RateLimitInfo {
 	if resp == nil {
 		return info
 	}
-	if n, err := strconv.Atoi(resp.Header.Get("anthropic-ratelimit-requests-limit")); err == nil {
+	if n, err := strconv.Atoi(resp.Header.Get("Anthropic-Ratelimit-Requests-Limit")); err == nil {
 		info.Limit = n
 	}
-	if n, err := strconv.Atoi(resp.Header.Get("anthropic-ratelimit-requests-remaining")); err == nil {
+	if n, err := strconv.Atoi(resp.Header.Get("Anthropic-Ratelimit-Requests-Remaining")); err == nil {
 		info.Remaining = n
 	}
-	if t, err := time.Parse(time.RFC3339, resp.Header.Get("anthropic-ratelimit-requests-reset")); err == nil {
+	if t, err := time.Parse(time.RFC3339, resp.Header.Get("Anthropic-Ratelimit-Requests-Reset")); err == nil {
 		info.Reset = t
 	}
 	return info

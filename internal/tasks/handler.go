@@ -63,10 +63,12 @@ type Recorder interface {
 type Store interface {
 	Status(ctx context.Context, campaign, profileID string) (campaign.Status, error)
 	BeginCall(ctx context.Context, campaign, profileID string, staleBefore time.Time) (campaign.Status, int64, error)
+	CountCall(ctx context.Context, campaign, profileID string) (int64, error)
 	Calls(ctx context.Context, campaign, profileID string) (int64, error)
 	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
 	CountMalformed(ctx context.Context, campaign, profileID string) (int64, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
+	PutCall(ctx context.Context, r campaign.Result) (bool, int64, error)
 }
 
 // Pauser pauses a queue. *asynq.Inspector is one.
@@ -187,7 +189,6 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		log.Error("drop task", "task_id", taskID, "error", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	log = log.With("campaign", p.Campaign, "user_profile_id", p.ProfileID, "task_id", taskID)
 
 	retried, _ := asynq.GetRetryCount(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
@@ -195,7 +196,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if m, ok := asynq.GetMaxRetry(ctx); ok && m > 1 {
 		budget = m - 1 // see Options
 	}
-	run := &attempt{h: h, log: log, p: p, retried: retried, queue: queue, maxRetry: budget}
+	run := &attempt{h: h, base: log, taskID: taskID, p: p, retried: retried, queue: queue, maxRetry: budget}
 	return run.do(ctx)
 }
 
@@ -207,12 +208,33 @@ func done(s campaign.Status) bool {
 // attempt is one run of one task.
 type attempt struct {
 	h        *Handler
-	log      *slog.Logger
+	base     *slog.Logger // the handler's; see log
+	with     *slog.Logger // base with the task's fields, made on first use
+	taskID   string
 	p        Payload
 	retried  int
 	queue    string
 	maxRetry int
-	calls    int64
+	calls    int64 // the profile's calls counted so far
+
+	// uncounted is set while a call made by a first run is not counted
+	// yet: the store counts it with the result, or CountCall does.
+	uncounted bool
+}
+
+// log returns the logger with the task's fields. It is made when first
+// needed: most tasks log nothing.
+func (a *attempt) log() *slog.Logger {
+	if a.with == nil {
+		a.with = a.base.With("campaign", a.p.Campaign, "user_profile_id", a.p.ProfileID, "task_id", a.taskID)
+	}
+	return a.with
+}
+
+// firstRun reports whether the task runs for the first time: no retry,
+// no refresh. Such a run makes its call without asking the store first.
+func (a *attempt) firstRun() bool {
+	return a.retried == 0 && a.p.RefreshBefore.IsZero()
 }
 
 func (a *attempt) do(ctx context.Context) error {
@@ -239,19 +261,29 @@ func (a *attempt) do(ctx context.Context) error {
 		return err
 	}
 
-	// A task that runs again after its result was stored (a crash between
-	// the store and asynq's acknowledgement) makes no second call. The
-	// check and the call count are one round trip to Redis; such a rerun
-	// costs a limiter token, which is rare enough not to matter.
-	status, calls, err := cfg.Store.BeginCall(ctx, p.Campaign, p.ProfileID, p.RefreshBefore)
-	if err != nil {
-		return err
+	// A first run makes its call at once and counts it with the result:
+	// one round trip to Redis instead of two, on the path of nearly every
+	// task. Any other run asks the store first, in one round trip that
+	// also counts the call: a task that runs again after its result was
+	// stored (a crash between the store and asynq's acknowledgement) makes
+	// no second call, and a refresh learns whether a newer URL is there.
+	// A first run that meets a stored result (asynq put the task back at
+	// shutdown after the store, or a second producer enqueued the profile
+	// again as its task completed) mints a second URL, which replaces the
+	// first: calls are at least once, the newest URL wins, one row stays.
+	if a.firstRun() {
+		a.uncounted = true
+	} else {
+		status, calls, err := cfg.Store.BeginCall(ctx, p.Campaign, p.ProfileID, p.RefreshBefore)
+		if err != nil {
+			return err
+		}
+		if done(status) {
+			a.log().Debug("result already stored", "status", status)
+			return nil
+		}
+		a.calls = calls
 	}
-	if done(status) {
-		a.log.Debug("result already stored", "status", status)
-		return nil
-	}
-	a.calls = calls
 	start := time.Now()
 	link, callErr := cfg.Caller.Create(ctx, p.ProfileID)
 	if cfg.Metrics != nil {
@@ -262,10 +294,28 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		// Shutdown or task timeout: asynq puts the task back; a result
-		// written now could race the next run.
+		// written now could race the next run. The call still counts.
+		a.countLate(ctx)
 		return ctx.Err()
 	}
 	return a.settle(ctx, link, callErr)
+}
+
+// lateCountTimeout bounds counting a call whose task's context ended.
+const lateCountTimeout = 2 * time.Second
+
+// countLate counts a first run's call after the task's context ended, on
+// a short context of its own, so that the next run's attempts include it.
+func (a *attempt) countLate(ctx context.Context) {
+	if !a.uncounted {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateCountTimeout)
+	defer cancel()
+	if _, err := a.h.cfg.Store.CountCall(cctx, a.p.Campaign, a.p.ProfileID); err != nil {
+		a.log().Warn("count call", "error", err)
+	}
+	a.uncounted = false
 }
 
 // waitTurn waits for the limiter, at most MaxLimiterWait; a longer wait
@@ -297,6 +347,16 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		requestID = apiErr.RequestID
 	}
 
+	// A first run's call that brought no result is counted now, before
+	// the bounds below look at the count.
+	if a.uncounted && d.Action != Succeed && d.Action != Fail {
+		n, err := cfg.Store.CountCall(ctx, a.p.Campaign, a.p.ProfileID)
+		if err != nil {
+			return err
+		}
+		a.calls, a.uncounted = n, false
+	}
+
 	// Every call counts towards MaxCalls, so that even answers that do not
 	// use up retries (429s, pauses) end some day.
 	if d.Action != Succeed && d.Action != Fail && a.calls >= cfg.MaxCalls {
@@ -325,7 +385,7 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		if delay <= 0 {
 			delay = cfg.Backoff.Delay(int(a.calls))
 		}
-		a.log.Info("rate limited", "attempt", a.calls, "retry_in", delay.String(), "request_id", requestID)
+		a.log().Info("rate limited", "attempt", a.calls, "retry_in", delay.String(), "request_id", requestID)
 		return &waitError{delay: delay, err: callErr}
 
 	case Pause:
@@ -356,7 +416,7 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
 	}
 	delay := cfg.Backoff.Delay(a.retried)
-	a.log.Warn("call failed, will retry", "attempt", a.calls, "retry_in", delay.String(),
+	a.log().Warn("call failed, will retry", "attempt", a.calls, "retry_in", delay.String(),
 		"request_id", requestID, "error", callErr)
 	return &retryError{delay: delay, err: callErr}
 }
@@ -366,9 +426,9 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 func (a *attempt) pause(d Decision, callErr error, requestID string) error {
 	cfg := a.h.cfg
 	if err := cfg.Pauser.PauseQueue(a.queue); err != nil && !isAlreadyPaused(err) {
-		a.log.Error("pause queue", "queue", a.queue, "error", err)
+		a.log().Error("pause queue", "queue", a.queue, "error", err)
 	}
-	a.log.Error("queue paused: the API refused the account, not the profile",
+	a.log().Error("queue paused: the API refused the account, not the profile",
 		"queue", a.queue, "reason", d.Reason, "request_id", requestID, "error", callErr,
 		"fix", fixFor(d.Reason),
 		"resume", "go run ./cmd/enqueue --resume --queue "+a.queue+" (with the same --redis-url)")
@@ -411,20 +471,31 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.ProfileID = a.p.ProfileID
 	r.Seq = a.p.Seq
 	r.Columns = a.p.Columns
-	r.Attempts = a.p.PriorAttempts + a.calls
 	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
-	if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
+	r.Attempts = a.p.PriorAttempts + a.calls
+	if a.uncounted {
+		r.Attempts = a.p.PriorAttempts + 1
+		_, calls, err := a.h.cfg.Store.PutCall(ctx, r)
+		if err != nil {
+			return err
+		}
+		a.calls, a.uncounted = calls, false
+		r.Attempts = a.p.PriorAttempts + calls
+	} else if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
 		return err
 	}
 	if a.h.cfg.Metrics != nil {
 		a.h.cfg.Metrics.ObserveResult(string(r.Status))
 	}
 	if r.Status == campaign.StatusCreated {
-		a.log.Debug("enrollment url created", "status", r.Status, "attempt", a.calls,
+		if !a.base.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		a.log().Debug("enrollment url created", "status", r.Status, "attempt", a.calls,
 			"request_id", r.RequestID, "expires_at", r.ExpiresAt.Format(time.RFC3339))
 	} else {
-		a.log.Warn("profile failed", "status", r.Status, "attempt", a.calls,
+		a.log().Warn("profile failed", "status", r.Status, "attempt", a.calls,
 			"request_id", r.RequestID, "error_type", r.ErrorType, "error", r.ErrorMessage)
 	}
 	return nil

@@ -104,7 +104,7 @@ func (b *bundle) run(t *testing.T, ctx context.Context, retried int, p Payload) 
 		p.ProfileID = testID
 	}
 	p.Version = PayloadVersion
-	a := &attempt{h: b.handler, log: b.handler.cfg.Logger, p: p, retried: retried,
+	a := &attempt{h: b.handler, base: b.handler.cfg.Logger, p: p, retried: retried,
 		queue: "q-" + b.campaign, maxRetry: DefaultMaxRetry}
 	return a.do(ctx)
 }
@@ -134,8 +134,9 @@ func TestHandlerSuccess(t *testing.T) {
 		t.Errorf("result = %+v", r)
 	}
 
-	// At-least-once delivery: a second run makes no call and keeps the row.
-	if err := b.run(t, context.Background(), 0, Payload{}); err != nil {
+	// A rerun after a crash between the store and asynq's
+	// acknowledgement makes no call and keeps the row.
+	if err := b.run(t, context.Background(), 1, Payload{}); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 	if b.caller.calls != 1 {
@@ -285,6 +286,47 @@ func TestHandlerMaxCallsBoundsWaits(t *testing.T) {
 	}
 }
 
+// TestHandlerFirstRunCountsEveryCall: a first run skips the store's check
+// before its call, so its call is counted afterwards: with the result, or
+// on its own when the answer was a wait.
+func TestHandlerFirstRunCountsEveryCall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	limited := &client.Error{Kind: client.KindAPI, StatusCode: 429, Type: "rate_limit_error"}
+	b := setup(t, limited, limited, nil)
+	for i := range 2 { // a 429 is a wait: asynq runs the task again with no retry counted
+		if err := b.run(t, ctx, 0, Payload{}); err == nil || IsFailure(err) {
+			t.Fatalf("429 %d: err = %v, want a wait", i+1, err)
+		}
+		if n, _ := b.store.Calls(ctx, b.campaign, testID); n != int64(i+1) {
+			t.Errorf("after 429 %d: calls counted = %d, want %d", i+1, n, i+1)
+		}
+	}
+	if err := b.run(t, ctx, 0, Payload{PriorAttempts: 4}); err != nil {
+		t.Fatalf("third call: %v", err)
+	}
+	if r, ok := b.result(t); !ok || r.Status != campaign.StatusCreated || r.Attempts != 4+3 {
+		t.Errorf("result = %+v, want created with attempts 7 (4 before --retry-failed, 3 now)", r)
+	}
+	if n, _ := b.store.Calls(ctx, b.campaign, testID); n != 3 || b.caller.calls != 3 {
+		t.Errorf("calls counted = %d, made = %d; want 3 and 3", n, b.caller.calls)
+	}
+
+	// A first run of a profile that has a result (a second producer
+	// enqueued it again as its task completed) calls again: the newest URL
+	// replaces the row, and the count says both calls.
+	b = setup(t)
+	for range 2 {
+		if err := b.run(t, ctx, 0, Payload{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := b.store.Progress(ctx, b.campaign)
+	if r, _ := b.result(t); r.Attempts != 2 || b.caller.calls != 2 || p.Created != 1 {
+		t.Errorf("after a duplicate first run: attempts %d, calls %d, created %d; want 2, 2, 1", r.Attempts, b.caller.calls, p.Created)
+	}
+}
+
 func TestHandlerDeadline(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -394,8 +436,8 @@ func TestHandlerRefresh(t *testing.T) {
 	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff}); err != nil || b.caller.calls != 1 {
 		t.Errorf("refresh run again: %v, %d calls; want no second call", err, b.caller.calls)
 	}
-	if err := b.run(t, ctx, 0, Payload{Seq: 3}); err != nil || b.caller.calls != 1 {
-		t.Errorf("plain run after refresh: %v, %d calls; want none", err, b.caller.calls)
+	if err := b.run(t, ctx, 1, Payload{Seq: 3}); err != nil || b.caller.calls != 1 {
+		t.Errorf("plain rerun after refresh: %v, %d calls; want none", err, b.caller.calls)
 	}
 
 	b = setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 404, Type: "not_found_error", Message: "gone"})

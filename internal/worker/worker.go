@@ -132,7 +132,7 @@ type Worker struct {
 	inspector *asynq.Inspector
 	handler   *tasks.Handler
 	metrics   *metrics.Metrics
-	drain     chan struct{} // closed by Drain
+	drain     context.CancelFunc // ends the limiter waits, see Drain
 	drainOnce sync.Once
 }
 
@@ -156,8 +156,8 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	drain := make(chan struct{})
-	limiter = drainingLimiter{Limiter: limiter, drain: drain}
+	drained, drain := context.WithCancel(context.Background())
+	limiter = drainingLimiter{Limiter: limiter, drained: drained}
 
 	inspector := asynq.NewInspectorFromRedisClient(cfg.Redis)
 	hc := cfg.Handler
@@ -179,6 +179,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	h, err := tasks.NewHandler(hc)
 	if err != nil {
+		drain()
 		return nil, err
 	}
 
@@ -261,6 +262,19 @@ func (s sinkStore) Put(ctx context.Context, r campaign.Result) (bool, error) {
 	return s.Store.Put(ctx, r)
 }
 
+// PutCall keeps the order of Put, sink first, for a first run's result:
+// it counts the call first, so that the sink gets the attempts that
+// Redis will hold. (*campaign.Store).PutCall would skip the sink.
+func (s sinkStore) PutCall(ctx context.Context, r campaign.Result) (bool, int64, error) {
+	calls, err := s.Store.CountCall(ctx, r.Campaign, r.ProfileID)
+	if err != nil {
+		return false, 0, err
+	}
+	r.Attempts += calls - 1
+	kept, err := s.Put(ctx, r)
+	return kept, calls, err
+}
+
 // lastAttempt reports whether asynq will archive the task if this attempt
 // fails.
 func lastAttempt(ctx context.Context) bool {
@@ -313,38 +327,31 @@ func (w *Worker) Start() error {
 // then waits for them only. It is safe to call more than once.
 func (w *Worker) Drain() {
 	w.drainOnce.Do(func() {
-		close(w.drain)
+		w.drain()
 		w.srv.Stop()
 	})
 }
 
-// drainingLimiter ends every wait when drain is closed, so that a worker
+// drainingLimiter ends every wait when drained ends, so that a worker
 // told to stop does not make the calls its queued tasks were waiting for.
+// drained is a context.WithCancel: context.AfterFunc then needs no
+// goroutine per wait.
 type drainingLimiter struct {
 	tasks.Limiter
-	drain <-chan struct{}
+	drained context.Context
 }
 
 func (l drainingLimiter) Wait(ctx context.Context) error {
-	select {
-	case <-l.drain:
+	if l.drained.Err() != nil {
 		return errDraining
-	default:
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-l.drain:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(l.drained, cancel)
+	defer stop()
 	if err := l.Limiter.Wait(ctx); err != nil {
-		select {
-		case <-l.drain:
+		if l.drained.Err() != nil {
 			return errDraining
-		default:
 		}
 		return err
 	}
