@@ -24,7 +24,7 @@ const (
 	defaultOverheadTasks = 20000
 	defaultOverheadProcs = 1
 	defaultOverheadConc  = "10,100" // the worker's default, and DESIGN's RSS point
-	defaultOverheadRuns  = 3
+	defaultOverheadRuns  = 5
 	defaultEnqueueIDs    = 1_000_000
 	defaultCurlParallel  = 16
 	defaultTimeoutFactor = 3

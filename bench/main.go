@@ -11,8 +11,10 @@
 // producer. It talks to Redis at --redis-url and empties that database
 // (FLUSHDB) between scenarios, so give it a database of its own.
 //
-// The hidden subcommand "noop-worker" is the raw asynq server that the
-// overhead scenario compares the worker with.
+// The hidden subcommands "noop-worker" and "sdk-worker" are the raw asynq
+// servers that the overhead scenario compares the worker with: one whose
+// handler does nothing, one whose handler makes the SDK call and stores
+// nothing.
 package main
 
 import (
@@ -29,9 +31,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == noopCommand {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == noopCommand:
 		err = runNoopWorker(ctx, os.Args[2:], os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == sdkCommand:
+		err = runSDKWorker(ctx, os.Args[2:], os.Stderr)
+	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	stop()

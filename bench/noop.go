@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/redisconn"
 )
@@ -49,13 +50,7 @@ func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer rdb.Close()
 
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:              concurrency,
-		Queues:                   map[string]int{queue: 1},
-		TaskCheckInterval:        100 * time.Millisecond, // as internal/worker
-		DelayedTaskCheckInterval: time.Second,
-		LogLevel:                 asynq.WarnLevel,
-	})
+	srv := newBareServer(rdb, queue, concurrency)
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(noopTaskType, func(context.Context, *asynq.Task) error { return nil })
 	if err := srv.Start(mux); err != nil {
@@ -64,4 +59,16 @@ func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
+}
+
+// newBareServer is an asynq server with the settings of internal/worker
+// that bear on throughput, for the no-op and SDK-only sides.
+func newBareServer(rdb redis.UniversalClient, queue string, concurrency int) *asynq.Server {
+	return asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:              concurrency,
+		Queues:                   map[string]int{queue: 1},
+		TaskCheckInterval:        100 * time.Millisecond, // as internal/worker
+		DelayedTaskCheckInterval: time.Second,
+		LogLevel:                 asynq.WarnLevel,
+	})
 }

@@ -53,18 +53,18 @@ type drainResult struct {
 // concurrency: the same tasks, processes and concurrency on both sides,
 // run in turns so that a change in the machine's load hits both.
 type overheadResult struct {
-	conc       int
-	noop, ours []drainResult // one per run, in run order
+	conc            int
+	noop, sdk, ours []drainResult // one per run, in run order
 }
 
 // medians returns, for each side, the run with the median rate.
-func (o overheadResult) medians() (noop, ours drainResult) {
-	return medianRun(o.noop), medianRun(o.ours)
+func (o overheadResult) medians() (noop, sdk, ours drainResult) {
+	return medianRun(o.noop), medianRun(o.sdk), medianRun(o.ours)
 }
 
 // ratio is the worker's median drain rate over the no-op's.
 func (o overheadResult) ratio() float64 {
-	noop, ours := o.medians()
+	noop, _, ours := o.medians()
 	if noop.rate == 0 {
 		return 0
 	}
@@ -91,12 +91,16 @@ func (b *bench) runOverhead(ctx context.Context) ([]overheadResult, error) {
 			if err != nil {
 				return all, fmt.Errorf("%s, no-op side: %w", label, err)
 			}
+			sdk, err := b.drainSDK(ctx, label, conc)
+			if err != nil {
+				return all, fmt.Errorf("%s, SDK-only side: %w", label, err)
+			}
 			ours, err := b.drainOurs(ctx, label, conc)
 			if err != nil {
 				return all, fmt.Errorf("%s, worker side: %w", label, err)
 			}
-			res.noop, res.ours = append(res.noop, noop), append(res.ours, ours)
-			b.logf("%s: no-op %.0f tasks/s, worker %.0f tasks/s", label, noop.rate, ours.rate)
+			res.noop, res.sdk, res.ours = append(res.noop, noop), append(res.sdk, sdk), append(res.ours, ours)
+			b.logf("%s: no-op %.0f tasks/s, SDK call only %.0f tasks/s, worker %.0f tasks/s", label, noop.rate, sdk.rate, ours.rate)
 			if err := b.flush(ctx); err != nil {
 				return all, err
 			}
@@ -118,21 +122,37 @@ func (b *bench) drainNoop(ctx context.Context, label string, conc int) (drainRes
 	return b.drain(ctx, "asynq no-op handler", label+"-noop", n.queue, conc, childEnv(), b.bin.self, args)
 }
 
-// enqueueNoop enqueues cfg.OverheadTasks no-op tasks with the options the
-// producer gives its tasks.
-func (b *bench) enqueueNoop(ctx context.Context, n names) error {
-	sample, err := tasks.NewTask(tasks.Payload{
-		Campaign: n.campaign, ProfileID: profileID(0), Seq: 2,
-		Columns: map[string]string{"email": email(0)}, EnqueuedAt: time.Now().UTC(),
+// taskPayload is the payload the producer writes for the i-th profile of
+// a campaign.
+func taskPayload(campaignName string, i int) ([]byte, error) {
+	t, err := tasks.NewTask(tasks.Payload{
+		Campaign: campaignName, ProfileID: profileID(i), Seq: int64(i + 2),
+		Columns: map[string]string{"email": email(i)}, EnqueuedAt: time.Now().UTC(),
 	})
+	if err != nil {
+		return nil, err
+	}
+	return t.Payload(), nil
+}
+
+// enqueueNoop enqueues cfg.OverheadTasks no-op tasks, their payloads as
+// large as the producer's.
+func (b *bench) enqueueNoop(ctx context.Context, n names) error {
+	sample, err := taskPayload(n.campaign, 0)
 	if err != nil {
 		return err
 	}
-	payload := make([]byte, len(sample.Payload()))
-	for i := range payload {
-		payload[i] = 'x'
+	filler := make([]byte, len(sample))
+	for i := range filler {
+		filler[i] = 'x'
 	}
+	return b.enqueueBare(ctx, n, noopTaskType, func(int) ([]byte, error) { return filler, nil })
+}
 
+// enqueueBare enqueues cfg.OverheadTasks tasks of type typ with a plain
+// asynq client and the options the producer gives its tasks; payload
+// makes the i-th one's payload.
+func (b *bench) enqueueBare(ctx context.Context, n names, typ string, payload func(i int) ([]byte, error)) error {
 	client := asynq.NewClientFromRedisClient(b.rdb)
 	next := make(chan int)
 	errs := make(chan error, noopEnqueuers)
@@ -140,10 +160,13 @@ func (b *bench) enqueueNoop(ctx context.Context, n names) error {
 	for range noopEnqueuers {
 		wg.Go(func() {
 			for i := range next {
-				task := asynq.NewTask(noopTaskType, payload)
-				opts := tasks.Options(n.queue, n.campaign, profileID(i), 0)
-				if _, err := client.EnqueueContext(ctx, task, opts...); err != nil {
-					errs <- fmt.Errorf("enqueue no-op task %d: %w", i, err)
+				data, err := payload(i)
+				if err == nil {
+					opts := tasks.Options(n.queue, n.campaign, profileID(i), 0)
+					_, err = client.EnqueueContext(ctx, asynq.NewTask(typ, data), opts...)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("enqueue %s task %d: %w", typ, i, err)
 					return
 				}
 			}

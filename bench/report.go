@@ -109,11 +109,11 @@ func (r *report) printOverhead(w io.Writer) {
 	fmt.Fprintln(t, "side\tprocesses\tconcurrency\ttasks\ttasks/s\tof no-op\tworker CPU/task\tRedis CPU/task\t"+
 		"sandbox CPU/call\tconns closed\tpeak RSS\tall runs, tasks/s")
 	for _, o := range r.overhead {
-		noop, ours := o.medians()
+		noop, sdk, ours := o.medians()
 		for _, d := range []struct {
 			median drainResult
 			runs   []drainResult
-		}{{noop, o.noop}, {ours, o.ours}} {
+		}{{noop, o.noop}, {sdk, o.sdk}, {ours, o.ours}} {
 			m := d.median
 			sandboxCPU, conns := "-", "-"
 			if m.calls > 0 {
@@ -170,7 +170,7 @@ func (r *report) targets() []target {
 		ts = append(ts, fleetTargets(f)...)
 	}
 	for _, o := range r.overhead {
-		noop, ours := o.medians()
+		noop, _, ours := o.medians()
 		ts = append(ts,
 			target{fmt.Sprintf("overhead at concurrency %d: worker vs asynq no-op", o.conc), ">= 50%",
 				fmt.Sprintf("%.1f%% (%.0f vs %.0f tasks/s)", 100*o.ratio(), ours.rate, noop.rate), o.ratio() >= 0.50},
