@@ -10,13 +10,11 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -129,6 +127,8 @@ func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = maxIdlePerHost
 	t.MaxIdleConnsPerHost = maxIdlePerHost
+	// Answers are a few hundred bytes: asking for gzip saves nothing.
+	t.DisableCompression = true
 	return t
 }
 
@@ -222,6 +222,13 @@ func (c *Client) Create(ctx context.Context, profileID string) (Link, error) {
 	return c.decode(profileID, resp, body)
 }
 
+// mediaType is a Content-Type's media type, lowercased, without its
+// parameters ("application/json; charset=utf-8" is "application/json").
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
 // successBody is the 200 answer of both routes.
 type successBody struct {
 	URL       *string `json:"url"`
@@ -241,14 +248,12 @@ func (c *Client) decode(profileID string, resp *http.Response, body []byte) (Lin
 	}
 
 	if resp != nil {
-		mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("content-type"))
-		if mediaType != "application/json" {
-			return Link{}, malformed("200 with content-type %q, want application/json", mediaType)
+		if mt := mediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
+			return Link{}, malformed("200 with content-type %q, want application/json", mt)
 		}
 	}
 	var b successBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&b); err != nil {
+	if err := json.Unmarshal(body, &b); err != nil {
 		return Link{}, malformed("200 with a body that is not JSON: %v", err)
 	}
 
