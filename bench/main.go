@@ -2,7 +2,7 @@
 // table per kind of scenario, then the targets of ../shared/DESIGN.md with
 // PASS or FAIL beside each.
 //
-//	go run ./bench                                  # every scenario, about 4 minutes
+//	go run ./bench                                  # every scenario, about 8 minutes
 //	go run ./bench --scenarios limit40-3w,enqueue1m  # a few
 //
 // It builds cmd/sandbox, cmd/worker and cmd/enqueue once into a temporary
