@@ -39,10 +39,16 @@ const (
 // Every worker of a queue must run the same webhook --sink: they share
 // the queue's stream. An Outbox is safe for concurrent use.
 //
-// TODO: the stream has no expiry, unlike a campaign's keys: results (and
-// their bearer URLs) wait there for as long as no worker with the webhook
-// runs. Trimming entries older than the campaign retention would bound it.
+// Like a campaign's keys, the stream does not keep results forever: each
+// Put trims entries older than Retention and makes the stream expire after
+// Retention without a Put, so that the bearer URLs of a campaign whose
+// webhook was dropped do not stay in Redis for good. A worker whose
+// stream expired makes the group again.
 type Outbox struct {
+	// Retention: default campaign.DefaultRetention, as the result store's.
+	// Set it before the first Put.
+	Retention time.Duration
+
 	// ClaimIdle: see DefaultClaimIdle. Set it before Run.
 	ClaimIdle time.Duration
 
@@ -59,6 +65,7 @@ var _ Results = (*Outbox)(nil)
 func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
 	host, _ := os.Hostname()
 	return &Outbox{
+		Retention: campaign.DefaultRetention,
 		ClaimIdle: DefaultClaimIdle,
 		rdb:       rdb,
 		hook:      hook,
@@ -68,16 +75,23 @@ func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
 	}
 }
 
-// Put appends r to the stream.
+// Put appends r to the stream, trims the entries older than Retention
+// and restarts the stream's expiry, in one round trip.
 func (o *Outbox) Put(ctx context.Context, r campaign.Result) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("webhook outbox: encode %s: %w", r.ProfileID, err)
 	}
-	err = o.rdb.XAdd(ctx, &redis.XAddArgs{
-		Stream: o.stream,
-		Values: []string{"body", string(body), "delivery", deliveryID(r)},
-	}).Err()
+	oldest := time.Now().Add(-o.Retention).UnixMilli()
+	_, err = o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{
+			Stream: o.stream,
+			MinID:  fmt.Sprintf("%d-0", oldest),
+			Values: []string{"body", string(body), "delivery", deliveryID(r)},
+		})
+		p.Expire(ctx, o.stream, o.Retention)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("webhook outbox: add %s: %w", r.ProfileID, err)
 	}
@@ -130,7 +144,13 @@ func (o *Outbox) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			o.log.Warn("webhook outbox: redis", "error", err)
+			if strings.Contains(err.Error(), "NOGROUP") {
+				// The stream expired (see Retention), and its group with
+				// it: make them again.
+				grouped = false
+			} else {
+				o.log.Warn("webhook outbox: redis", "error", err)
+			}
 			failed = 1
 		} else {
 			failed = o.deliverAll(ctx, msgs)

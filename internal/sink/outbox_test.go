@@ -127,3 +127,49 @@ func TestOutboxTakesOverADeadWorkersDeliveries(t *testing.T) {
 		t.Errorf("receiver got %d results, want 10", len(rc.got))
 	}
 }
+
+// TestOutboxForgetsOldResults: a Put trims entries older than the
+// retention and gives the stream an expiry; a worker whose stream expired
+// (with its group) makes them again and delivers what comes next.
+func TestOutboxForgetsOldResults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.New(t)
+	queue := redistest.Name(t)
+	stream := "enrollq:webhook:{" + queue + "}"
+	t.Cleanup(func() { rdb.Del(context.Background(), stream) })
+	rc, url := newReceiver(t, "whsec-expiry")
+	ob := sink.NewOutbox(rdb, queue, quietHook(t, url, []byte("whsec-expiry")))
+	ob.Retention = time.Hour
+
+	// An entry from two hours ago, as a dropped webhook would leave.
+	old := fmt.Sprintf("%d-0", time.Now().Add(-2*time.Hour).UnixMilli())
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: old, Values: []string{"body", "{}", "delivery", "old"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string) {
+		t.Helper()
+		r := campaign.Result{Campaign: "c", ProfileID: id, Status: campaign.StatusCreated, FinishedAt: time.Now()}
+		if err := ob.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("uprof_new")
+	if n, _ := rdb.XLen(ctx, stream).Result(); n != 1 {
+		t.Errorf("stream length after a Put = %d, want 1 (the two-hour-old entry trimmed)", n)
+	}
+	if ttl, _ := rdb.TTL(ctx, stream).Result(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("stream TTL = %v, want (0, 1h]", ttl)
+	}
+
+	runOutbox(t, ob)
+	drain(t, ob)
+	rdb.Del(ctx, stream) // the stream expires, its group with it
+	put("uprof_after")
+	drain(t, ob)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.got["uprof_new"] != 1 || rc.got["uprof_after"] != 1 || len(rc.got) != 2 {
+		t.Errorf("receiver got %v, want uprof_new and uprof_after once each (one before the stream expired, one after)", rc.got)
+	}
+}
