@@ -271,6 +271,9 @@ func (a *attempt) do(ctx context.Context) error {
 	// shutdown after the store, or a second producer enqueued the profile
 	// again as its task completed) mints a second URL, which replaces the
 	// first: calls are at least once, the newest URL wins, one row stays.
+	// The price of counting after the call: a call in flight when the
+	// process is killed is not counted (the rerun counts its own), where
+	// counting before it counted calls a crash kept from being made.
 	if a.firstRun() {
 		a.uncounted = true
 	} else {
@@ -465,6 +468,7 @@ func (a *attempt) fail(ctx context.Context, errType, msg, requestID string) erro
 
 func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	if ctx.Err() != nil {
+		a.countLate(ctx)
 		return ctx.Err()
 	}
 	r.Campaign = a.p.Campaign
