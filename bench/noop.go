@@ -25,12 +25,21 @@ const noopTaskType = "bench:noop"
 // asynq settings of internal/worker that bear on throughput, until ctx
 // ends.
 func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
+	return serveBare(ctx, noopCommand, args, stderr, noopTaskType,
+		func(context.Context, *asynq.Task) error { return nil })
+}
+
+// serveBare parses the flags of a bare worker (name), and serves --queue's
+// tasks of type typ with handle, on the worker's Redis pool and asynq
+// settings, until ctx ends.
+func serveBare(ctx context.Context, name string, args []string, stderr io.Writer, typ string,
+	handle func(context.Context, *asynq.Task) error) error {
 	var (
 		redisURL    string
 		queue       string
 		concurrency int
 	)
-	fs := flag.NewFlagSet(noopCommand, flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&redisURL, "redis-url", defaultRedisURL, "Redis URL")
 	fs.StringVar(&queue, "queue", "", "asynq queue to serve; required")
@@ -39,7 +48,7 @@ func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if queue == "" {
-		return errors.New("noop-worker: --queue is required")
+		return errors.New(name + ": --queue is required")
 	}
 
 	// The same pool as the worker's, so that the sides differ only in
@@ -52,9 +61,9 @@ func runNoopWorker(ctx context.Context, args []string, stderr io.Writer) error {
 
 	srv := newBareServer(rdb, queue, concurrency)
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(noopTaskType, func(context.Context, *asynq.Task) error { return nil })
+	mux.HandleFunc(typ, handle)
 	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("noop-worker: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	<-ctx.Done()
 	srv.Shutdown()

@@ -3,17 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/enrollq/enrollq/internal/client"
-	"github.com/enrollq/enrollq/internal/redisconn"
 )
 
 // sdkCommand is the hidden subcommand that serves a queue with a handler
@@ -30,35 +26,11 @@ const sdkTaskType = "bench:sdk"
 // returns. The API key and base URL come from ANTHROPIC_API_KEY and
 // ANTHROPIC_BASE_URL.
 func runSDKWorker(ctx context.Context, args []string, stderr io.Writer) error {
-	var (
-		redisURL    string
-		queue       string
-		concurrency int
-	)
-	fs := flag.NewFlagSet(sdkCommand, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&redisURL, "redis-url", defaultRedisURL, "Redis URL")
-	fs.StringVar(&queue, "queue", "", "asynq queue to serve; required")
-	fs.IntVar(&concurrency, "concurrency", 10, "tasks at once")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if queue == "" {
-		return errors.New("sdk-worker: --queue is required")
-	}
 	c, err := client.New(client.Config{APIKey: os.Getenv("ANTHROPIC_API_KEY"), BaseURL: os.Getenv("ANTHROPIC_BASE_URL")})
 	if err != nil {
-		return fmt.Errorf("sdk-worker: %w", err)
+		return fmt.Errorf("%s: %w", sdkCommand, err)
 	}
-	rdb, err := redisconn.Open(ctx, redisURL, 5*time.Second, redisconn.MinPool(concurrency+redisconn.ServerConns))
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-
-	srv := newBareServer(rdb, queue, concurrency)
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(sdkTaskType, func(ctx context.Context, t *asynq.Task) error {
+	return serveBare(ctx, sdkCommand, args, stderr, sdkTaskType, func(ctx context.Context, t *asynq.Task) error {
 		var p struct {
 			ProfileID string `json:"user_profile_id"`
 		}
@@ -68,12 +40,6 @@ func runSDKWorker(ctx context.Context, args []string, stderr io.Writer) error {
 		_, err := c.Create(ctx, p.ProfileID)
 		return err
 	})
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("sdk-worker: %w", err)
-	}
-	<-ctx.Done()
-	srv.Shutdown()
-	return nil
 }
 
 // drainSDK enqueues the tasks with the payloads the producer writes and

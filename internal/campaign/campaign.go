@@ -204,8 +204,7 @@ func (s *Store) putArgs(r Result) ([]string, []any, error) {
 	if r.Status == StatusCreated {
 		expiry = r.ExpiresAt.Unix()
 	}
-	keys := make([]string, 4, 5)
-	keys[0], keys[1], keys[2], keys[3] = key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")
+	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")}
 	args := []any{r.ProfileID, string(r.Status), data, int64(s.retention.Seconds()), expiry, time.Now().Unix()}
 	return keys, args, nil
 }

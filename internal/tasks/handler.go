@@ -315,10 +315,19 @@ func (a *attempt) countLate(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateCountTimeout)
 	defer cancel()
-	if _, err := a.h.cfg.Store.CountCall(cctx, a.p.Campaign, a.p.ProfileID); err != nil {
+	if err := a.countCall(cctx); err != nil {
 		a.log().Warn("count call", "error", err)
 	}
-	a.uncounted = false
+}
+
+// countCall counts a first run's call that brought no result.
+func (a *attempt) countCall(ctx context.Context) error {
+	n, err := a.h.cfg.Store.CountCall(ctx, a.p.Campaign, a.p.ProfileID)
+	if err != nil {
+		return err
+	}
+	a.calls, a.uncounted = n, false
+	return nil
 }
 
 // waitTurn waits for the limiter, at most MaxLimiterWait; a longer wait
@@ -353,11 +362,9 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 	// A first run's call that brought no result is counted now, before
 	// the bounds below look at the count.
 	if a.uncounted && d.Action != Succeed && d.Action != Fail {
-		n, err := cfg.Store.CountCall(ctx, a.p.Campaign, a.p.ProfileID)
-		if err != nil {
+		if err := a.countCall(ctx); err != nil {
 			return err
 		}
-		a.calls, a.uncounted = n, false
 	}
 
 	// Every call counts towards MaxCalls, so that even answers that do not
@@ -477,17 +484,19 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.Columns = a.p.Columns
 	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
-	r.Attempts = a.p.PriorAttempts + a.calls
 	if a.uncounted {
-		r.Attempts = a.p.PriorAttempts + 1
+		r.Attempts = a.p.PriorAttempts + 1 // PutCall adds calls counted before
 		_, calls, err := a.h.cfg.Store.PutCall(ctx, r)
 		if err != nil {
 			return err
 		}
 		a.calls, a.uncounted = calls, false
 		r.Attempts = a.p.PriorAttempts + calls
-	} else if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
-		return err
+	} else {
+		r.Attempts = a.p.PriorAttempts + a.calls
+		if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
+			return err
+		}
 	}
 	if a.h.cfg.Metrics != nil {
 		a.h.cfg.Metrics.ObserveResult(string(r.Status))
