@@ -51,10 +51,10 @@ type drainResult struct {
 
 // overheadResult compares the worker with a no-op asynq handler at one
 // concurrency: the same tasks, processes and concurrency on both sides,
-// run in turns so that a change in the machine's load hits both.
+// run in rounds so that a change in the machine's load hits both.
 type overheadResult struct {
 	conc            int
-	noop, sdk, ours []drainResult // one per run, in run order
+	noop, sdk, ours []drainResult // one per round, in round order
 }
 
 // medians returns, for each side, the run with the median rate.
@@ -62,13 +62,32 @@ func (o overheadResult) medians() (noop, sdk, ours drainResult) {
 	return medianRun(o.noop), medianRun(o.sdk), medianRun(o.ours)
 }
 
-// ratio is the worker's median drain rate over the no-op's.
-func (o overheadResult) ratio() float64 {
-	noop, _, ours := o.medians()
-	if noop.rate == 0 {
+// ratio is the worker's rate over the no-op's: the median of the rounds'
+// ratios (see sideRatio).
+func (o overheadResult) ratio() float64 { return o.sideRatio(o.ours) }
+
+// sideRatio is the median over the rounds of a side's rate over the
+// no-op's in the same round. Pairing the runs of a round, a minute apart
+// at most, cancels the slow swings of this machine's speed, which a ratio
+// of two medians taken over all rounds keeps.
+func (o overheadResult) sideRatio(side []drainResult) float64 {
+	ratios := o.roundRatios(side)
+	if len(ratios) == 0 {
 		return 0
 	}
-	return ours.rate / noop.rate
+	slices.Sort(ratios)
+	return ratios[(len(ratios)-1)/2]
+}
+
+// roundRatios is a side's rate over the no-op's, round by round.
+func (o overheadResult) roundRatios(side []drainResult) []float64 {
+	var ratios []float64
+	for i := range min(len(side), len(o.noop)) {
+		if o.noop[i].rate > 0 {
+			ratios = append(ratios, side[i].rate/o.noop[i].rate)
+		}
+	}
+	return ratios
 }
 
 // medianRun is the run with the median rate (the lower one of two).
@@ -79,28 +98,39 @@ func medianRun(runs []drainResult) drainResult {
 }
 
 // runOverhead drains the same number of tasks through a raw asynq no-op
-// handler, then through the worker against a sandbox with no limit and no
-// latency; cfg.OverheadRuns times at each concurrency.
+// handler, an SDK-only handler and the worker against a sandbox with no
+// limit and no latency: cfg.OverheadRuns rounds at each concurrency. The
+// order of the sides turns round every other round (no-op first, then
+// worker first), so that a machine that speeds up or slows down during a
+// round favours neither.
 func (b *bench) runOverhead(ctx context.Context) ([]overheadResult, error) {
 	var all []overheadResult
 	for _, conc := range b.cfg.OverheadConc {
 		res := overheadResult{conc: conc}
 		for run := 1; run <= b.cfg.OverheadRuns; run++ {
 			label := fmt.Sprintf("%s-c%d-r%d", scOverhead, conc, run)
-			noop, err := b.drainNoop(ctx, label, conc)
-			if err != nil {
-				return all, fmt.Errorf("%s, no-op side: %w", label, err)
+			sides := []struct {
+				name  string
+				drain func(context.Context, string, int) (drainResult, error)
+				out   *[]drainResult
+			}{
+				{"no-op", b.drainNoop, &res.noop},
+				{"SDK-only", b.drainSDK, &res.sdk},
+				{"worker", b.drainOurs, &res.ours},
 			}
-			sdk, err := b.drainSDK(ctx, label, conc)
-			if err != nil {
-				return all, fmt.Errorf("%s, SDK-only side: %w", label, err)
+			if run%2 == 0 {
+				slices.Reverse(sides)
 			}
-			ours, err := b.drainOurs(ctx, label, conc)
-			if err != nil {
-				return all, fmt.Errorf("%s, worker side: %w", label, err)
+			for _, side := range sides {
+				d, err := side.drain(ctx, label, conc)
+				if err != nil {
+					return all, fmt.Errorf("%s, %s side: %w", label, side.name, err)
+				}
+				*side.out = append(*side.out, d)
 			}
-			res.noop, res.sdk, res.ours = append(res.noop, noop), append(res.sdk, sdk), append(res.ours, ours)
-			b.logf("%s: no-op %.0f tasks/s, SDK call only %.0f tasks/s, worker %.0f tasks/s", label, noop.rate, sdk.rate, ours.rate)
+			i := len(res.noop) - 1
+			b.logf("%s: no-op %.0f tasks/s, SDK call only %.0f tasks/s, worker %.0f tasks/s (%.1f%%)", label,
+				res.noop[i].rate, res.sdk[i].rate, res.ours[i].rate, 100*res.ours[i].rate/res.noop[i].rate)
 			if err := b.flush(ctx); err != nil {
 				return all, err
 			}
