@@ -3,7 +3,8 @@
 # processes that share one result sink, against a sandbox that fails a
 # fifth of its calls with a 500, so that tasks are retried:
 #
-#   table    both write one PostgreSQL table ($DATABASE_URL); prints its
+#   table    both write one PostgreSQL table ($DATABASE_URL) through the
+#            queue's outbox; waits for it to empty and prints the table's
 #            rows, distinct profiles, created rows and retried profiles.
 #   webhook  both post to bench/webhookrecv, which refuses every fifth
 #            delivery; waits for the outbox to empty and prints the
@@ -78,16 +79,16 @@ done
 grep -E '^wrote' "$dir/enqueue.log"
 curl -s "http://127.0.0.1:$aport/_sandbox/stats" | grep -o '"by_status":{[^}]*}'
 
-if [ "$MODE" = table ]; then
-	echo "rows|profiles|created|max_attempts|retried_profiles"
-	psql -At "$DATABASE_URL" -c "SELECT count(*), count(DISTINCT user_profile_id), sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END), max(attempts), sum(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) FROM $table"
-	exit 0
-fi
 # Deliveries trail the results: wait for the outbox to empty.
-outbox='enrollq:webhook:{enrollq}'
+outbox="enrollq:$MODE:{enrollq}"
 for _ in $(seq 1 120); do
 	[ "$(redis-cli -p "$rport" XLEN "$outbox")" = 0 ] && break
 	sleep 0.5
 done
 echo "outbox left: $(redis-cli -p "$rport" XLEN "$outbox")"
+if [ "$MODE" = table ]; then
+	echo "rows|profiles|created|max_attempts|retried_profiles"
+	psql -At "$DATABASE_URL" -c "SELECT count(*), count(DISTINCT user_profile_id), sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END), max(attempts), sum(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) FROM $table"
+	exit 0
+fi
 curl -s "http://127.0.0.1:$hport/stats"

@@ -28,21 +28,23 @@ const (
 	DefaultClaimIdle = time.Minute
 )
 
-// Outbox makes webhook delivery durable: Put appends the result to a Redis
-// stream, which returns at once, and Run, in every worker, delivers the
-// stream's entries and deletes each only once the receiver has answered
-// 2xx. A delivery that fails stays with its consumer, retried with backoff
-// until it succeeds; one whose worker died is taken over by another after
-// a minute. So a receiver that is down for hours loses nothing and costs
-// no API calls: the URLs wait in Redis, as the results do.
+// Outbox makes delivery to a webhook or a table durable: Put appends the
+// result to a Redis stream, which returns at once, and Run, in every
+// worker, delivers the stream's entries and deletes each only once the
+// receiver has answered 2xx or the database has written the row. A
+// delivery that fails stays with its consumer, retried with backoff until
+// it succeeds; one whose worker died is taken over by another after a
+// minute. So a receiver or a database that is down for hours loses
+// nothing and costs no API calls: the URLs wait in Redis, as the results
+// do.
 //
-// Every worker of a queue must run the same webhook --sink: they share
-// the queue's stream. An Outbox is safe for concurrent use.
+// Every worker of a queue must run the same --sink: they share the
+// queue's stream. An Outbox is safe for concurrent use.
 //
 // Like a campaign's keys, the stream does not keep results forever: each
 // Put trims entries older than Retention and makes the stream expire after
 // Retention without a Put, so that the bearer URLs of a campaign whose
-// webhook was dropped do not stay in Redis for good. A worker whose
+// sink was dropped do not stay in Redis for good. A worker whose
 // stream expired makes the group again.
 type Outbox struct {
 	// Retention: default campaign.DefaultRetention, as the result store's.
@@ -52,25 +54,57 @@ type Outbox struct {
 	// ClaimIdle: see DefaultClaimIdle. Set it before Run.
 	ClaimIdle time.Duration
 
-	rdb      redis.UniversalClient
-	hook     *Webhook
-	stream   string
-	consumer string
-	log      *slog.Logger
+	rdb              redis.UniversalClient
+	to               outboxTarget
+	backoff, maxWait time.Duration
+	stream           string
+	consumer         string
+	log              *slog.Logger
 }
 
 var _ Results = (*Outbox)(nil)
 
-// NewOutbox returns an Outbox for queue's results, delivering through hook.
+// outboxTarget is where an Outbox delivers: a Webhook or a Table.
+type outboxTarget interface {
+	// deliver hands on one result, the JSON the outbox holds, and returns
+	// nil once it is taken. delivery is the result's delivery id.
+	deliver(ctx context.Context, body []byte, delivery string) error
+	String() string
+	Close() error
+}
+
+var (
+	_ outboxTarget = (*Webhook)(nil)
+	_ outboxTarget = (*Table)(nil)
+)
+
+// NewOutbox returns an Outbox for queue's results, delivering through
+// hook, with the hook's backoff. Its stream is enrollq:webhook:{queue}.
 func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
+	return newOutbox(rdb, "enrollq:webhook:{"+queue+"}", hook, hook.cfg.Backoff, hook.cfg.MaxWait, hook.cfg.Logger)
+}
+
+// NewTableOutbox returns an Outbox for queue's results, writing them into
+// table, retried with the webhook's default backoff. Its stream is
+// enrollq:table:{queue}.
+func NewTableOutbox(rdb redis.UniversalClient, queue string, table *Table, log *slog.Logger) *Outbox {
+	if log == nil {
+		log = slog.Default()
+	}
+	return newOutbox(rdb, "enrollq:table:{"+queue+"}", table, DefaultWebhookBackoff, DefaultWebhookMaxWait, log)
+}
+
+func newOutbox(rdb redis.UniversalClient, stream string, to outboxTarget, backoff, maxWait time.Duration, log *slog.Logger) *Outbox {
 	host, _ := os.Hostname()
 	return &Outbox{
 		Retention: campaign.DefaultRetention,
 		ClaimIdle: DefaultClaimIdle,
 		rdb:       rdb,
-		hook:      hook,
-		log:       hook.cfg.Logger,
-		stream:    "enrollq:webhook:{" + queue + "}",
+		to:        to,
+		backoff:   backoff,
+		maxWait:   maxWait,
+		log:       log,
+		stream:    stream,
 		consumer:  fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32()),
 	}
 }
@@ -80,7 +114,7 @@ func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
 func (o *Outbox) Put(ctx context.Context, r campaign.Result) error {
 	body, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("webhook outbox: encode %s: %w", r.ProfileID, err)
+		return fmt.Errorf("outbox: encode %s: %w", r.ProfileID, err)
 	}
 	oldest := time.Now().Add(-o.Retention).UnixMilli()
 	_, err = o.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -93,7 +127,7 @@ func (o *Outbox) Put(ctx context.Context, r campaign.Result) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("webhook outbox: add %s: %w", r.ProfileID, err)
+		return fmt.Errorf("outbox: add %s: %w", r.ProfileID, err)
 	}
 	return nil
 }
@@ -102,7 +136,7 @@ func (o *Outbox) Put(ctx context.Context, r campaign.Result) error {
 func (o *Outbox) Undelivered(ctx context.Context) (int64, error) {
 	n, err := o.rdb.XLen(ctx, o.stream).Result()
 	if err != nil {
-		return 0, fmt.Errorf("webhook outbox: %w", err)
+		return 0, fmt.Errorf("outbox: %w", err)
 	}
 	return n, nil
 }
@@ -122,7 +156,7 @@ func (o *Outbox) Drain(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s results not yet delivered to the %s: %w", left, o.hook, ctx.Err())
+			return fmt.Errorf("%s results not yet delivered to the %s: %w", left, o.to, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -130,7 +164,7 @@ func (o *Outbox) Drain(ctx context.Context) error {
 
 // Run delivers until ctx ends.
 func (o *Outbox) Run(ctx context.Context) {
-	base, maxWait := o.hook.cfg.Backoff, o.hook.cfg.MaxWait
+	base, maxWait := o.backoff, o.maxWait
 	wait := base
 	grouped := false
 	for ctx.Err() == nil {
@@ -149,7 +183,7 @@ func (o *Outbox) Run(ctx context.Context) {
 				// it: make them again.
 				grouped = false
 			} else {
-				o.log.Warn("webhook outbox: redis", "error", err)
+				o.log.Warn("result outbox: redis", "error", err)
 			}
 			failed = 1
 		} else {
@@ -232,9 +266,9 @@ func (o *Outbox) deliver(ctx context.Context, m redis.XMessage) error {
 	body, _ := m.Values["body"].(string)
 	delivery, _ := m.Values["delivery"].(string)
 	if body != "" {
-		if err := o.hook.post(ctx, []byte(body), delivery); err != nil {
-			o.log.Warn("webhook delivery failed; it stays in the outbox and is retried",
-				"sink", o.hook.String(), "delivery", delivery, "error", err)
+		if err := o.to.deliver(ctx, []byte(body), delivery); err != nil {
+			o.log.Warn("result delivery failed; it stays in the outbox and is retried",
+				"sink", o.to.String(), "delivery", delivery, "error", err)
 			return err
 		}
 	}
@@ -245,8 +279,8 @@ func (o *Outbox) deliver(ctx context.Context, m redis.XMessage) error {
 	return o.rdb.XDel(ctx, o.stream, m.ID).Err()
 }
 
-// String names the webhook.
-func (o *Outbox) String() string { return o.hook.String() + " (through a Redis outbox)" }
+// String names the webhook or table.
+func (o *Outbox) String() string { return o.to.String() + " (through a Redis outbox)" }
 
-// Close closes the webhook's idle connections.
-func (o *Outbox) Close() error { return o.hook.Close() }
+// Close closes the webhook's idle connections or the table's pool.
+func (o *Outbox) Close() error { return o.to.Close() }

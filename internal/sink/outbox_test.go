@@ -15,6 +15,7 @@ import (
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/redistest"
 	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/sqltest"
 )
 
 func quietHook(t *testing.T, url string, secret []byte) *sink.Webhook {
@@ -171,5 +172,86 @@ func TestOutboxForgetsOldResults(t *testing.T) {
 	defer rc.mu.Unlock()
 	if rc.got["uprof_new"] != 1 || rc.got["uprof_after"] != 1 || len(rc.got) != 2 {
 		t.Errorf("receiver got %v, want uprof_new and uprof_after once each (one before the stream expired, one after)", rc.got)
+	}
+}
+
+// TestTableOutboxOutlastsAnOutage: a table sink opened with Redis goes
+// behind an outbox, so results put while the table cannot be written wait
+// in Redis and reach the table, once each, when it is back; of two results
+// for one profile the newer is the row.
+func TestTableOutboxOutlastsAnOutage(t *testing.T) {
+	for _, d := range sqltest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, url := sqltest.Open(t, d)
+			table := sqltest.Table(t, db)
+			away := table + "_away"
+			rdb := redistest.New(t)
+			queue := redistest.Name(t)
+			ctx := context.Background()
+			t.Cleanup(func() {
+				rdb.Del(context.Background(), "enrollq:table:{"+queue+"}")
+				db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+away)
+			})
+
+			s, err := sink.OpenResults(ctx, sink.ResultsConfig{Target: url, Table: table, Redis: rdb, Queue: queue,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			ob, ok := s.(*sink.Outbox)
+			if !ok {
+				t.Fatalf("OpenResults(database URL, with Redis) = %T, want *sink.Outbox", s)
+			}
+
+			// The outage: the table is not there to write.
+			sqltest.Exec(t, db, "ALTER TABLE "+table+" RENAME TO "+away)
+			runOutbox(t, ob)
+			const n = 40
+			now := time.Now().UTC().Truncate(time.Second)
+			for i := range n {
+				r := campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated,
+					URL: fmt.Sprintf("https://example.com/enroll/%d", i), ExpiresAt: now.Add(time.Hour),
+					Attempts: 1, FinishedAt: now}
+				if i%4 == 3 {
+					r = campaign.Result{Campaign: "c", ProfileID: r.ProfileID, Status: campaign.StatusFailed,
+						ErrorType: "not_found_error", Attempts: 1, FinishedAt: now}
+				}
+				if err := ob.Put(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A re-mint of profile 0, newer: it is the row that stays.
+			if err := ob.Put(ctx, campaign.Result{Campaign: "c", ProfileID: "uprof_0", Status: campaign.StatusCreated,
+				URL: "https://example.com/enroll/0-again", ExpiresAt: now.Add(2 * time.Hour), Attempts: 2,
+				FinishedAt: now.Add(time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			if left, err := ob.Undelivered(ctx); err != nil || left != n+1 {
+				t.Fatalf("during the outage: %d undelivered, %v; want %d, nil", left, err, n+1)
+			}
+
+			sqltest.Exec(t, db, "ALTER TABLE "+away+" RENAME TO "+table)
+			drain(t, ob)
+			var rows, profiles, created int
+			if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT user_profile_id), "+
+				"sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END) FROM "+table).Scan(&rows, &profiles, &created); err != nil {
+				t.Fatal(err)
+			}
+			if rows != n || profiles != n || created != n-n/4 {
+				t.Errorf("table after the outage: %d rows, %d profiles, %d created; want %d, %d, %d", rows, profiles, created, n, n, n-n/4)
+			}
+			var got string
+			var attempts int64
+			if err := db.QueryRowContext(ctx, "SELECT enrollment_url, attempts FROM "+table+
+				" WHERE user_profile_id = 'uprof_0'").Scan(&got, &attempts); err != nil {
+				t.Fatal(err)
+			}
+			if got != "https://example.com/enroll/0-again" || attempts != 2 {
+				t.Errorf("uprof_0's row: %q, attempts %d; want the re-mint, 2", got, attempts)
+			}
+		})
 	}
 }

@@ -37,8 +37,8 @@ type ResultsConfig struct {
 	// Webhook configures a webhook Target; its URL is Target.
 	Webhook WebhookConfig
 
-	// Redis and Queue, when Redis is set, put a webhook behind an Outbox
-	// in Redis (see Outbox): the caller must then run its Run.
+	// Redis and Queue, when Redis is set, put the table or webhook behind
+	// an Outbox in Redis (see Outbox): the caller must then run its Run.
 	Redis redis.UniversalClient
 	Queue string
 
@@ -64,7 +64,14 @@ func OpenResults(ctx context.Context, cfg ResultsConfig) (Results, error) {
 		if table == "" {
 			table = DefaultTable
 		}
-		return OpenTable(ctx, cfg.Target, table)
+		t, err := OpenTable(ctx, cfg.Target, table)
+		switch {
+		case err != nil:
+			return nil, err
+		case cfg.Redis == nil:
+			return t, nil
+		}
+		return NewTableOutbox(cfg.Redis, cfg.Queue, t, cfg.Logger), nil
 	case isWebURL(cfg.Target):
 		wc := cfg.Webhook
 		wc.URL = cfg.Target

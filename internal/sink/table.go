@@ -198,3 +198,14 @@ func (t *Table) String() string { return "table " + t.name + " on " + t.db.Strin
 
 // Close closes the connection pool.
 func (t *Table) Close() error { return t.db.Close() }
+
+// deliver writes the result an Outbox holds (its JSON). A body that does
+// not decode is an error for good, and stays in the outbox for an
+// operator; it cannot happen with a body that Outbox.Put wrote.
+func (t *Table) deliver(ctx context.Context, body []byte, _ string) error {
+	var r campaign.Result
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("result table: decode an outbox entry: %w", err)
+	}
+	return t.Put(ctx, r)
+}

@@ -159,7 +159,7 @@ func (w *Webhook) Put(ctx context.Context, r campaign.Result) error {
 
 	wait := w.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		err := w.post(ctx, body, delivery)
+		err := w.deliver(ctx, body, delivery)
 		if err == nil {
 			return nil
 		}
@@ -181,9 +181,9 @@ func deliveryID(r campaign.Result) string {
 	return r.Campaign + "/" + r.ProfileID + "/" + strconv.FormatInt(r.FinishedAt.UnixNano(), 10)
 }
 
-// post makes one delivery attempt. Errors name the host only: the URL may
+// deliver makes one delivery attempt. Errors name the host only: the URL may
 // carry a token.
-func (w *Webhook) post(ctx context.Context, body []byte, delivery string) error {
+func (w *Webhook) deliver(ctx context.Context, body []byte, delivery string) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))

@@ -206,8 +206,8 @@ func New(cfg Config) (*Worker, error) {
 	return &Worker{cfg: cfg, srv: srv, inspector: inspector, handler: h, metrics: m, drain: drain}, nil
 }
 
-// ResultSink receives results as they are stored; *sink.Table,
-// *sink.Outbox and *sink.Webhook are three.
+// ResultSink receives results as they are stored; *sink.Outbox (the
+// commands' choice), *sink.Table and *sink.Webhook are three.
 type ResultSink interface {
 	Put(ctx context.Context, r campaign.Result) error
 }
@@ -228,15 +228,14 @@ var (
 // transaction: a crash between them costs a second delivery, never a lost
 // one.
 //
-// On the task's last attempt a sink that still refuses does not cost the
-// profile its result: it is recorded in Redis all the same (where export
-// and --wait find it) and the miss is logged at Error, naming the profile.
-//
-// TODO: a table sink is written in the task, so a database outage longer
-// than a task's retries (MaxRetry, backoff to 5 min) re-mints a URL per
-// retry and leaves the table without the profile's row (Redis has it);
-// putting the table behind an outbox, as the webhook is, would let it wait
-// as long as the outage lasts.
+// The commands open a table or a webhook behind an outbox in Redis
+// (sink.OpenResults), so the sink's own outage costs the task nothing:
+// the append is to Redis, and the outbox waits the outage out. A sink
+// handed in directly (a *sink.Table or *sink.Webhook) is written in the
+// task; then, on the task's last attempt, a sink that still refuses does
+// not cost the profile its result: it is recorded in Redis all the same
+// (where export and --wait find it) and the miss is logged at Error,
+// naming the profile.
 type sinkStore struct {
 	*campaign.Store
 	sink ResultSink
