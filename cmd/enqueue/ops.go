@@ -100,25 +100,24 @@ func requeueWhere(ctx context.Context, cfg config, rdb redis.UniversalClient, pi
 	if cfg.queue, err = requeueQueue(ctx, cfg, store, log); err != nil {
 		return 0, "", err
 	}
-	results, err := store.Results(ctx, cfg.campaign)
-	if err != nil {
-		return 0, cfg.queue, err
-	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
 
+	// Each result is re-enqueued as it is read: the ones read later are
+	// other profiles', which this does not touch.
 	n := 0
-	for _, r := range results {
+	err = store.EachResult(ctx, cfg.campaign, func(r campaign.Result) error {
 		if !pick(r) {
-			continue
+			return nil
 		}
 		if err := requeue(ctx, cfg, store, insp, client, r, refreshBefore); err != nil {
-			return n, cfg.queue, fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
+			return fmt.Errorf("re-enqueue %s: %w (%d re-enqueued before it)", r.ProfileID, err, n)
 		}
 		n++
-	}
-	return n, cfg.queue, nil
+		return nil
+	})
+	return n, cfg.queue, err
 }
 
 // requeueQueue is the queue --refresh and --retry-failed put a campaign's

@@ -57,10 +57,6 @@ func export(ctx context.Context, cfg config, store *campaign.Store, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	results, err := store.Results(ctx, cfg.campaign)
-	if err != nil {
-		return err
-	}
 	unfinished, err := store.Unfinished(ctx, cfg.campaign)
 	if err != nil {
 		return err
@@ -82,7 +78,8 @@ func export(ctx context.Context, cfg config, store *campaign.Store, stdout io.Wr
 
 	values := make([]string, len(columns))
 	beforeSend := 0 // URLs handed on that die before --send-at
-	for _, r := range results {
+	rows := 0
+	err = store.EachResult(ctx, cfg.campaign, func(r campaign.Result) error {
 		for i, c := range columns {
 			values[i] = r.Columns[c]
 		}
@@ -96,6 +93,11 @@ func export(ctx context.Context, cfg config, store *campaign.Store, stdout io.Wr
 		if err := f.Write(values, r, r.ProfileID); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path(), err)
 		}
+		rows++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	clear(values)
 	for _, id := range unfinished {
@@ -113,7 +115,7 @@ func export(ctx context.Context, cfg config, store *campaign.Store, stdout io.Wr
 		}
 	}
 	report(stdout, cfg, now, out, failures, beforeSend)
-	log.Info("campaign exported", "campaign", cfg.campaign, "rows", len(results)+len(unfinished))
+	log.Info("campaign exported", "campaign", cfg.campaign, "rows", rows+len(unfinished))
 	return nil
 }
 

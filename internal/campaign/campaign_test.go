@@ -325,3 +325,57 @@ func TestClaimQueue(t *testing.T) {
 		t.Errorf("TTL of the queue record = %s, want the retention, 1h", ttl)
 	}
 }
+
+// TestEachResultStreamsInInputOrder: results come by Seq, then profile id,
+// each once, across batches of eachBatch, and fn's error stops the walk.
+func TestEachResultStreamsInInputOrder(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	const n = 2*eachBatch + 17
+	// Stored in an order unlike the input's: seq n-1 first, and two
+	// profiles share each even seq (a carry-over can give that).
+	var want []string
+	for i := range n {
+		want = append(want, "uprof_"+strconv.Itoa(1000000+i))
+	}
+	for i := n - 1; i >= 0; i-- {
+		r := Result{Campaign: c, ProfileID: want[i], Seq: int64(i / 2 * 2), Status: StatusCreated, URL: "https://x/" + want[i], ExpiresAt: later}
+		if _, err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A profile stored twice is one row, its newer result.
+	if _, err := s.Put(ctx, Result{Campaign: c, ProfileID: want[5], Seq: 4, Status: StatusCreated, URL: "https://x/again", ExpiresAt: later}); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	urls := map[string]string{}
+	if err := s.EachResult(ctx, c, func(r Result) error {
+		got = append(got, r.ProfileID)
+		urls[r.ProfileID] = r.URL
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("EachResult gave %d ids, first %v; want %d in input order, first %v", len(got), got[:min(4, len(got))], len(want), want[:4])
+	}
+	if urls[want[5]] != "https://x/again" {
+		t.Errorf("%s: URL %q, want the newer result's", want[5], urls[want[5]])
+	}
+
+	stop := errors.New("stop")
+	calls := 0
+	err := s.EachResult(ctx, c, func(Result) error {
+		calls++
+		if calls == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 3 {
+		t.Errorf("EachResult with fn failing at the 3rd: %v after %d calls; want stop after 3", err, calls)
+	}
+}
