@@ -146,6 +146,12 @@ func (b *bench) runScenario(ctx context.Context, name string, rep *report) error
 			return err
 		}
 		rep.enqueue = &res
+	case scExport:
+		res, err := b.runExport(ctx)
+		if err != nil {
+			return err
+		}
+		rep.export = &res
 	default:
 		res, err := b.runFleet(ctx, b.fleetScenario(name))
 		if err != nil {

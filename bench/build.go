@@ -14,20 +14,21 @@ import (
 	"time"
 )
 
-// buildTimeout bounds building the three commands.
+// buildTimeout bounds building the four commands.
 const buildTimeout = 5 * time.Minute
 
 // binaries are the programs under test, built once per run.
 type binaries struct {
-	sandbox, worker, enqueue string
-	self                     string // this program, for noop-worker
+	sandbox, worker, enqueue, export string
+	self                             string // this program, for noop-worker
 
 	// source names what was built: a commit, and whether uncommitted
 	// changes were in the tree.
 	source string
 }
 
-// buildBinaries builds cmd/sandbox, cmd/worker and cmd/enqueue into dir:
+// buildBinaries builds cmd/sandbox, cmd/worker, cmd/enqueue and cmd/export
+// into dir:
 // from the working tree, or with rev set from that git revision alone, so
 // that edits in progress in the tree do not leak into the measurement.
 func buildBinaries(ctx context.Context, dir, rev string, log io.Writer) (binaries, error) {
@@ -42,6 +43,7 @@ func buildBinaries(ctx context.Context, dir, rev string, log io.Writer) (binarie
 		sandbox: filepath.Join(dir, "sandbox"),
 		worker:  filepath.Join(dir, "worker"),
 		enqueue: filepath.Join(dir, "enqueue"),
+		export:  filepath.Join(dir, "export"),
 		self:    self,
 	}
 
@@ -60,7 +62,7 @@ func buildBinaries(ctx context.Context, dir, rev string, log io.Writer) (binarie
 	}
 
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"./cmd/sandbox", "./cmd/worker", "./cmd/enqueue")
+		"./cmd/sandbox", "./cmd/worker", "./cmd/enqueue", "./cmd/export")
 	cmd.Dir = srcDir
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {

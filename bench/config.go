@@ -26,6 +26,7 @@ const (
 	defaultOverheadConc  = "10,100" // the worker's default, and DESIGN's RSS point
 	defaultOverheadRuns  = 5
 	defaultEnqueueIDs    = 1_000_000
+	defaultExportResults = 1_000_000
 	defaultCurlParallel  = 16
 	defaultTimeoutFactor = 3
 )
@@ -39,9 +40,10 @@ const (
 	scCurl         = "curl50"
 	scOverhead     = "overhead"
 	scEnqueue      = "enqueue1m"
+	scExport       = "export1m"
 )
 
-var allScenarios = []string{scLimit50One, scLimit50Three, scFaults, scLimit40, scCurl, scOverhead, scEnqueue}
+var allScenarios = []string{scLimit50One, scLimit50Three, scFaults, scLimit40, scCurl, scOverhead, scEnqueue, scExport}
 
 // config is what the flags ask for.
 type config struct {
@@ -77,6 +79,9 @@ type config struct {
 
 	// EnqueueIDs is the number of rows of the enqueue scenario.
 	EnqueueIDs int
+
+	// ExportResults is the number of results of the export scenario.
+	ExportResults int
 
 	// CurlParallel is xargs -P in the curl baseline.
 	CurlParallel int
@@ -124,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&overConc, "overhead-concurrency", defaultOverheadConc, "--concurrency of each of those processes, comma-separated values")
 	fs.IntVar(&c.OverheadRuns, "overhead-runs", defaultOverheadRuns, "runs of each side at each concurrency; the median counts")
 	fs.IntVar(&c.EnqueueIDs, "enqueue-ids", defaultEnqueueIDs, "rows of the enqueue scenario")
+	fs.IntVar(&c.ExportResults, "export-results", defaultExportResults, "results of the export scenario")
 	fs.IntVar(&c.CurlParallel, "curl-parallel", defaultCurlParallel, "xargs -P of the curl baseline")
 	fs.Float64Var(&c.TimeoutFactor, "timeout-factor", defaultTimeoutFactor, "a campaign fails after this many times its ideal duration plus a minute")
 	fs.StringVar(&c.Rev, "rev", "", "build the commands from this git revision (e.g. HEAD) instead of the working tree")
@@ -200,6 +206,7 @@ func (c config) validate() error {
 		{"--overhead-workers", c.OverheadProcs, 1},
 		{"--overhead-runs", c.OverheadRuns, 1},
 		{"--enqueue-ids", c.EnqueueIDs, 1},
+		{"--export-results", c.ExportResults, 1},
 		{"--curl-parallel", c.CurlParallel, 1},
 	}
 	for _, n := range counts {

@@ -28,24 +28,13 @@ func (b *bench) runEnqueue(ctx context.Context) (enqueueResult, error) {
 	}
 	defer os.Remove(input)
 
-	p, err := spawn(spec{
-		name: "enqueue", bin: b.bin.enqueue, env: childEnv("REDIS_URL=" + b.cfg.RedisURL),
-		args:    []string{"--csv", input, "--queue", n.queue, "--campaign", n.campaign},
-		logPath: filepath.Join(b.dir, scEnqueue+"-enqueue.log"),
-	})
+	var err error
+	res.wall, res.usage, err = b.runAlone(ctx, scEnqueue, "enqueue", b.bin.enqueue, res.ids,
+		"--csv", input, "--queue", n.queue, "--campaign", n.campaign)
 	if err != nil {
 		return res, err
 	}
-	defer p.kill()
-	timeout := time.Duration(res.ids)*time.Second/5000 + time.Minute
-	if err := p.wait(ctx, timeout); err != nil {
-		return res, fmt.Errorf("%w (see %s-enqueue.log)", err, scEnqueue)
-	}
-	res.wall = p.ended.Sub(p.started)
 	res.rate = float64(res.ids) / res.wall.Seconds()
-	if res.usage, err = p.finalUsage(); err != nil {
-		return res, err
-	}
 
 	qi, err := b.insp.GetQueueInfo(n.queue)
 	if err != nil {
@@ -58,4 +47,25 @@ func (b *bench) runEnqueue(ctx context.Context) (enqueueResult, error) {
 	// The million tasks go with the next FLUSHDB ASYNC: DeleteQueue would
 	// delete them in one script and block the shared server for seconds.
 	return res, b.flush(ctx)
+}
+
+// runAlone runs one of the commands against the bench's Redis, with no
+// other process of the bench, until it exits, and returns its wall time
+// and usage. Its log is SCENARIO-NAME.log; it may take a minute plus a
+// second per 5,000 of rows.
+func (b *bench) runAlone(ctx context.Context, scenario, name, bin string, rows int, args ...string) (time.Duration, usage, error) {
+	p, err := spawn(spec{
+		name: name, bin: bin, env: childEnv("REDIS_URL=" + b.cfg.RedisURL), args: args,
+		logPath: filepath.Join(b.dir, scenario+"-"+name+".log"),
+	})
+	if err != nil {
+		return 0, usage{}, err
+	}
+	defer p.kill()
+	timeout := time.Duration(rows)*time.Second/5000 + time.Minute
+	if err := p.wait(ctx, timeout); err != nil {
+		return 0, usage{}, fmt.Errorf("%w (see %s-%s.log)", err, scenario, name)
+	}
+	u, err := p.finalUsage()
+	return p.ended.Sub(p.started), u, err
 }

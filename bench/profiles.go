@@ -9,8 +9,11 @@ import (
 
 // profileID is the i-th profile id of every bench input: "uprof_" and 26
 // letters and digits, about as long as a real id, unique per i.
+// profileIDPrefix starts every profile id of the bench.
+const profileIDPrefix = "uprof_01bench"
+
 func profileID(i int) string {
-	return fmt.Sprintf("uprof_01bench%019d", i)
+	return fmt.Sprintf(profileIDPrefix+"%019d", i)
 }
 
 // email is the passthrough column of the i-th profile.

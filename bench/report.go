@@ -26,6 +26,7 @@ type report struct {
 	fleet    []fleetResult    // rate-limited scenarios and the curl baseline
 	overhead []overheadResult // one per concurrency
 	enqueue  *enqueueResult
+	export   *exportResult
 	failed   []string // scenarios that ended with an error
 }
 
@@ -74,6 +75,10 @@ func (r *report) print(w io.Writer, cfg config) {
 	if r.enqueue != nil {
 		fmt.Fprint(w, "\nEnqueue from CSV, no worker running\n\n")
 		r.printEnqueue(w)
+	}
+	if r.export != nil {
+		fmt.Fprint(w, "\nExport of a finished campaign to CSV, in input order\n\n")
+		r.printExport(w)
 	}
 	fmt.Fprint(w, "\nTargets\n\n")
 	r.printTargets(w)
@@ -162,6 +167,15 @@ func (r *report) printEnqueue(w io.Writer) {
 	t.Flush()
 }
 
+func (r *report) printExport(w io.Writer) {
+	e := r.export
+	t := newTable(w)
+	fmt.Fprintln(t, "results\tstored in\texport wall\trows/s\texport peak RSS\texport CPU\trows written")
+	fmt.Fprintf(t, "%d\t%s\t%s\t%.0f\t%.1f MiB\t%.1f s\t%d\n", e.results, seconds(e.fill), seconds(e.wall), e.rate,
+		float64(e.usage.peakRSS)/mib, e.usage.cpu.Seconds(), e.rows)
+	t.Flush()
+}
+
 func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.2f s", d.Seconds())
 }
@@ -197,6 +211,12 @@ func (r *report) targets() []target {
 				fmt.Sprintf("%.0f tasks/s", e.rate), e.rate >= 30000},
 			target{"enqueue: producer peak RSS", "< 64 MiB",
 				fmt.Sprintf("%.1f MiB", float64(e.usage.peakRSS)/mib), e.usage.peakRSS < 64*mib},
+		)
+	}
+	if e := r.export; e != nil {
+		ts = append(ts,
+			target{fmt.Sprintf("export %d results: rows in input order", e.results), fmt.Sprint(e.results),
+				fmt.Sprint(e.rows), e.rows == e.results},
 		)
 	}
 	return ts

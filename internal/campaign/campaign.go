@@ -13,6 +13,7 @@
 package campaign
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -20,7 +21,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -602,18 +602,26 @@ const eachBatch = 1000
 
 // EachResult calls fn with every stored result of a campaign, in input
 // order (by Seq, then profile id), and stops at fn's first error. It holds
-// only each profile's position (some 60 bytes a profile, where a whole
-// result takes about a kilobyte once decoded) and one batch of results:
-// a first pass over the results learns the order, a second reads them in
-// it, a batch at a time. A result stored between the passes is read as it
-// is then; one forgotten in between is skipped.
+// only each profile's position and id (some 50 bytes a profile, where a
+// whole result takes about a kilobyte once decoded) and one batch of
+// results: a first pass over the results learns the order, a second reads
+// them in it, a batch at a time. A result stored between the passes is
+// read as it is then; one forgotten in between is skipped.
 func (s *Store) EachResult(ctx context.Context, campaign string, fn func(Result) error) error {
-	type place struct {
-		seq int64
-		id  string
+	results := key(campaign, "results")
+	n, err := s.rdb.HLen(ctx, results).Result()
+	if err != nil {
+		return fmt.Errorf("read results of %s: %w", campaign, err)
 	}
-	var order []place
-	iter := s.rdb.HScan(ctx, key(campaign, "results"), 0, "", eachBatch).Iterator()
+	// The ids go end to end in one buffer: no pointer for the garbage
+	// collector to follow per profile.
+	type place struct {
+		seq      int64
+		from, to int
+	}
+	order := make([]place, 0, n)
+	ids := make([]byte, 0, n*32)
+	iter := s.rdb.HScan(ctx, results, 0, "", eachBatch).Iterator()
 	for iter.Next(ctx) {
 		field := iter.Val()
 		if !iter.Next(ctx) {
@@ -625,28 +633,30 @@ func (s *Store) EachResult(ctx context.Context, campaign string, fn func(Result)
 		if err := json.Unmarshal([]byte(iter.Val()), &r); err != nil {
 			return fmt.Errorf("decode result of %s: %w", field, err)
 		}
-		order = append(order, place{r.Seq, field})
+		order = append(order, place{r.Seq, len(ids), len(ids) + len(field)})
+		ids = append(ids, field...)
 	}
 	if err := iter.Err(); err != nil {
 		return fmt.Errorf("read results of %s: %w", campaign, err)
 	}
+	id := func(p place) []byte { return ids[p.from:p.to] }
 	// HSCAN may return a field twice (the hash grew during the scan):
 	// each profile is one row.
-	slices.SortFunc(order, func(a, b place) int { return strings.Compare(a.id, b.id) })
-	order = slices.CompactFunc(order, func(a, b place) bool { return a.id == b.id })
+	slices.SortFunc(order, func(a, b place) int { return bytes.Compare(id(a), id(b)) })
+	order = slices.CompactFunc(order, func(a, b place) bool { return bytes.Equal(id(a), id(b)) })
 	slices.SortStableFunc(order, func(a, b place) int { return cmp.Compare(a.seq, b.seq) })
 
-	ids := make([]string, 0, eachBatch)
+	batchIDs := make([]string, 0, eachBatch)
 	for batch := range slices.Chunk(order, eachBatch) {
-		ids = ids[:0]
+		batchIDs = batchIDs[:0]
 		for _, p := range batch {
-			ids = append(ids, p.id)
+			batchIDs = append(batchIDs, string(id(p)))
 		}
-		results, ok, err := s.GetMany(ctx, campaign, ids)
+		got, ok, err := s.GetMany(ctx, campaign, batchIDs)
 		if err != nil {
 			return err
 		}
-		for i, r := range results {
+		for i, r := range got {
 			if !ok[i] {
 				continue
 			}
