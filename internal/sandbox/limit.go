@@ -17,10 +17,8 @@ func (s *Server) admit(ex *exchange, key string) *apiError {
 	if s.cfg.Rate == 0 {
 		return nil
 	}
-	lim := s.limiter(key)
 	now := s.cfg.Now()
-	ok := lim.AllowN(now, 1)
-	tokens := lim.TokensAt(now)
+	ok, tokens := s.take(key, now)
 
 	h := ex.w.Header()
 	full := now.Add(seconds((float64(s.cfg.Burst) - tokens) / s.cfg.Rate))
@@ -38,18 +36,33 @@ func (s *Server) admit(ex *exchange, key string) *apiError {
 			"with a burst of %d; retry after %d s", s.cfg.Rate, s.cfg.Burst, wait)}
 }
 
-// limiter returns key's token bucket, creating a full one on first use.
-// TODO: with Config.Keys empty any key gets a bucket and none is dropped;
-// a client that sends millions of distinct keys grows this map unbounded.
-func (s *Server) limiter(key string) *rate.Limiter {
+// minSweep is the number of buckets below which take drops none.
+const minSweep = 1024
+
+// take takes a token from key's bucket, made full on first use, and
+// returns whether there was one and the tokens left. A full bucket is the
+// same as a new one, so when the buckets have doubled since the last
+// sweep, the full ones are dropped: a client that sends ever new keys
+// (the sandbox takes any key when Config.Keys is empty) keeps only the
+// buckets used within a refill time. The lock covers the take too, so
+// that no token is taken from a bucket just dropped.
+func (s *Server) take(key string, now time.Time) (bool, float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lim, ok := s.limiters[key]
 	if !ok {
+		if len(s.limiters) >= max(s.sweepAt, minSweep) {
+			for k, l := range s.limiters {
+				if l.TokensAt(now) >= float64(s.cfg.Burst) {
+					delete(s.limiters, k)
+				}
+			}
+			s.sweepAt = 2 * len(s.limiters)
+		}
 		lim = rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst)
 		s.limiters[key] = lim
 	}
-	return lim
+	return lim.AllowN(now, 1), lim.TokensAt(now)
 }
 
 // retryAfterSeconds rounds a wait up to whole seconds, at least 1, as

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -112,4 +113,50 @@ func TestNoRateHeadersWithoutRate(t *testing.T) {
 		"anthropic-ratelimit-requests-remaining": "",
 		"anthropic-ratelimit-requests-reset":     "",
 	})
+}
+
+// TestBucketsOfIdleKeysAreDropped: with any key accepted, a client that
+// sends ever new keys keeps only the buckets still refilling; a bucket
+// dropped was full, so its key's next call is answered as before.
+func TestBucketsOfIdleKeysAreDropped(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{Rate: 10, Burst: 2})
+	call := func(key string) int {
+		t.Helper()
+		r := newRequest("POST", enrollPath, "")
+		r.Header.Set("X-Api-Key", key)
+		return b.do(t, r).status
+	}
+	buckets := func() int {
+		b.srv.mu.Lock()
+		defer b.srv.mu.Unlock()
+		return len(b.srv.limiters)
+	}
+
+	// Key 0 empties its bucket and stays empty: it must keep it.
+	call("key-0")
+	call("key-0")
+	if got := call("key-0"); got != http.StatusTooManyRequests {
+		t.Fatalf("key-0's third call at once: %d, want 429", got)
+	}
+	for i := 1; i < minSweep; i++ {
+		call(fmt.Sprintf("key-%d", i))
+	}
+	if got := buckets(); got != minSweep {
+		t.Fatalf("%d buckets after %d keys, want %d", got, minSweep, minSweep)
+	}
+
+	// A tenth of a second later every bucket but key 0's (two calls, at
+	// 10/s: empty for 0.2 s) is full again; the next new key sweeps them.
+	b.clock.Advance(100 * time.Millisecond)
+	call("key-new")
+	if got := buckets(); got != 2 {
+		t.Errorf("%d buckets after the sweep, want 2 (key-0 refilling, key-new)", got)
+	}
+	if got := call("key-0"); got != http.StatusOK {
+		t.Errorf("key-0 0.1 s after its 429 (a token back): %d, want 200", got)
+	}
+	if got := call("key-0"); got != http.StatusTooManyRequests {
+		t.Errorf("key-0 again at once: %d, want 429: its bucket was kept, not made full", got)
+	}
 }

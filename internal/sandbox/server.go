@@ -42,6 +42,7 @@ type Server struct {
 	rng      *rand.Rand
 	scriptAt int
 	limiters map[string]*rate.Limiter
+	sweepAt  int // len(limiters) at which take next drops full buckets
 
 	stats statsRecorder
 }
