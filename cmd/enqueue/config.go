@@ -312,6 +312,9 @@ func (c *config) validateQuery() error {
 	case c.queryTimeout <= 0:
 		return usageError{fmt.Errorf("--query-timeout %s: must be positive", c.queryTimeout)}
 	}
+	if err := source.CheckQuery(c.query); err != nil {
+		return usageError{fmt.Errorf("--query: %w", err)}
+	}
 	return nil
 }
 

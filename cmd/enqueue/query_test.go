@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -186,5 +187,56 @@ func TestQueryIsReadOnly(t *testing.T) {
 	var n int
 	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil || n != 0 {
 		t.Errorf("table rows = %d (%v), want 0", n, err)
+	}
+}
+
+// TestQueryDDLNeverSent: MySQL and MariaDB run DDL in a read-only
+// transaction (it commits the transaction first), so a --query that is
+// not a read is refused before anything is sent, on both servers.
+func TestQueryDDLNeverSent(t *testing.T) {
+	for _, d := range sqltest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, dbURL := sqltest.Open(t, d)
+			table := sqltest.Table(t, db)
+			sqltest.Exec(t, db, "CREATE TABLE "+table+" (id varchar(64))")
+			for _, q := range []string{
+				"DROP TABLE " + table,
+				"  /* tidy up */ drop table " + table,
+				"-- note\nTRUNCATE TABLE " + table,
+				"(ALTER TABLE " + table + " ADD COLUMN x int)",
+			} {
+				res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
+					"--query", q)
+				var u usageError
+				if !errors.As(res.err, &u) || !strings.Contains(res.err.Error(), "--query: the query starts with") {
+					t.Errorf("--query %q: error %v, want a usage error naming --query", q, res.err)
+				}
+			}
+			var n int
+			if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+				t.Errorf("the table after the refused queries: %v (want it there, empty)", err)
+			}
+		})
+	}
+}
+
+// TestQueryPasswordInQueryStringNotShown: a password given as the URL's
+// password parameter is a secret too.
+func TestQueryPasswordInQueryStringNotShown(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(sqltest.URL(t, sqldb.Postgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = "127.0.0.1:1" // nothing listens: the error names the URL
+	q := u.Query()
+	q.Set("password", "s3cr3t-qs")
+	u.RawQuery = q.Encode()
+	res := runCmd(t, "--local", "--db-url", u.String(), "--query", "SELECT 1", "--sandbox",
+		"--out", filepath.Join(t.TempDir(), "out.csv"))
+	all := fmt.Sprint(res.err) + res.out + res.errOut
+	if res.err == nil || strings.Contains(all, "s3cr3t-qs") {
+		t.Errorf("error %v; the password must not show:\n%s", res.err, all)
 	}
 }

@@ -90,14 +90,18 @@ func createTable(ctx context.Context, db *sqldb.DB, table string) error {
 	return tx.Commit()
 }
 
+// tableSQL is the table's CREATE statement. On MySQL and MariaDB the key
+// columns compare byte for byte (utf8mb4_bin): ids that differ only in
+// case are two profiles, not one row. Text columns there are MEDIUMTEXT:
+// TEXT stops at 64 KiB, less than a passthrough record may hold (1 MiB).
 func tableSQL(d sqldb.Dialect, table string) string {
-	text, ts := "text", "timestamptz"
+	text, ts, key := "text", "timestamptz", ""
 	if d == sqldb.MySQL {
-		ts = "datetime(6)"
+		text, ts, key = "mediumtext", "datetime(6)", " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 	}
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
-  campaign varchar(128) NOT NULL,
-  user_profile_id varchar(128) NOT NULL,
+  campaign varchar(128)%[4]s NOT NULL,
+  user_profile_id varchar(128)%[4]s NOT NULL,
   enrollment_url %[2]s NULL,
   expires_at %[3]s NULL,
   status varchar(16) NOT NULL,
@@ -108,7 +112,7 @@ func tableSQL(d sqldb.Dialect, table string) string {
   passthrough %[2]s NULL,
   finished_at %[3]s NOT NULL,
   PRIMARY KEY (campaign, user_profile_id)
-)`, table, text, ts)
+)`, table, text, ts, key)
 }
 
 // upsertSQL returns the statements of Put: an insert that does nothing

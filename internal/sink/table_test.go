@@ -3,12 +3,14 @@ package sink_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/sqltest"
 )
 
@@ -147,4 +149,49 @@ func TestTableCreatedByWorkersAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTableKeepsCaseAndLargeColumns: ids that differ only in case are
+// rows of their own (MariaDB's default collation would make them one),
+// and a passthrough over 64 KiB (MySQL's TEXT) is written whole.
+func TestTableKeepsCaseAndLargeColumns(t *testing.T) {
+	for _, d := range sqltest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, url := sqltest.Open(t, d)
+			table := sqltest.Table(t, db)
+			tb := openTable(t, url, table)
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			big := strings.Repeat("x", 200<<10)
+			ids := []string{"uprof_01CaseTest", "uprof_01CASETEST", "uprof_01casetest"}
+			for i, id := range ids {
+				r := campaign.Result{Campaign: "c1", ProfileID: id, Status: campaign.StatusCreated,
+					URL: "https://x/" + id, ExpiresAt: now.Add(time.Hour), FinishedAt: now, Attempts: 1,
+					Columns: map[string]string{"email": fmt.Sprintf("u%d@example.com", i), "notes": big}}
+				if err := tb.Put(ctx, r); err != nil {
+					t.Fatalf("put %s: %v", id, err)
+				}
+			}
+			for i, id := range ids {
+				var u, pass string
+				if err := db.QueryRowContext(ctx, "SELECT enrollment_url, passthrough FROM "+table+
+					" WHERE campaign = 'c1' AND user_profile_id = "+placeholder(d), id).Scan(&u, &pass); err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				want := fmt.Sprintf("u%d@example.com", i)
+				if u != "https://x/"+id || !strings.Contains(pass, want) || len(pass) < len(big) {
+					t.Errorf("%s: url %q, passthrough of %d bytes with %q: %v; want its own row, whole",
+						id, u, len(pass), want, strings.Contains(pass, want))
+				}
+			}
+		})
+	}
+}
+
+func placeholder(d sqldb.Dialect) string {
+	if d == sqldb.Postgres {
+		return "$1"
+	}
+	return "?"
 }

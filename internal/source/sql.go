@@ -52,7 +52,8 @@ func (e *RowError) Unwrap() error { return e.Err }
 // SpoolQuery runs query on q and writes its rows to w in spool format, for
 // OpenSpool to read back as records, as often as needed. Rows stream: only
 // one is held at a time. It returns the number of rows; an error reading
-// them is a *RowError that says how far it got.
+// them is a *RowError that says how far it got. A query that does not
+// start as a read does is refused before it is sent (see CheckQuery).
 //
 // The id column is cfg.IDColumn, else the first; the others pass through
 // under the names a CSV header would give them. Values become text: NULL
@@ -60,6 +61,9 @@ func (e *RowError) Unwrap() error { return e.Err }
 // bytes as they are, times in RFC 3339 (UTC), numbers in their shortest
 // form.
 func SpoolQuery(ctx context.Context, q Querier, query string, cfg QueryConfig, w io.Writer) (int, error) {
+	if err := CheckQuery(query); err != nil {
+		return 0, err
+	}
 	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return 0, fmt.Errorf("run query: %w", err)
@@ -266,4 +270,57 @@ func (s *Spool) read() (int, bool, []string, error) {
 		fields[i] = string(b)
 	}
 	return int(row), flag == 1, fields, nil
+}
+
+// queryStarts are the words a query may start with: those of statements
+// that only read (SELECT, a WITH ... SELECT, TABLE t, VALUES ...).
+var queryStarts = []string{"SELECT", "WITH", "TABLE", "VALUES"}
+
+// CheckQuery refuses a query that does not start as a read does. The
+// read-only transaction refuses writes on both servers, but on MySQL and
+// MariaDB a DDL statement (DROP, CREATE, ALTER, TRUNCATE, RENAME) commits
+// the transaction and runs: it must never reach the server. A WITH that
+// writes (PostgreSQL's data-modifying CTEs) is left to the read-only
+// transaction, which refuses it.
+func CheckQuery(query string) error {
+	word := firstWord(query)
+	for _, w := range queryStarts {
+		if strings.EqualFold(word, w) {
+			return nil
+		}
+	}
+	if word == "" {
+		return errors.New("the query is empty")
+	}
+	return fmt.Errorf("the query starts with %s: give a SELECT (or WITH ... SELECT, TABLE, VALUES); nothing else is sent", strings.ToUpper(word))
+}
+
+// firstWord is the query's first word, past blanks, comments and opening
+// parentheses.
+func firstWord(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n\f(")
+		switch {
+		case strings.HasPrefix(q, "--"), strings.HasPrefix(q, "#"):
+			_, rest, ok := strings.Cut(q, "\n")
+			if !ok {
+				return ""
+			}
+			q = rest
+		case strings.HasPrefix(q, "/*"):
+			_, rest, ok := strings.Cut(q[2:], "*/")
+			if !ok {
+				return ""
+			}
+			q = rest
+		default:
+			end := strings.IndexFunc(q, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+			})
+			if end < 0 {
+				return q
+			}
+			return q[:end]
+		}
+	}
 }

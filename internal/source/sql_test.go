@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,5 +103,27 @@ func TestProblemFormatRows(t *testing.T) {
 	want := []string{"row 2: invalid id: NULL", `row 3: repeat of row 1 ("uprof_a")`}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems = %q, want %q", got, want)
+	}
+}
+
+func TestCheckQuery(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"SELECT 1", " select id from t", "WITH a AS (SELECT 1) SELECT * FROM a",
+		"(SELECT 1)", "-- c\nSELECT 1", "/* c */ SELECT 1", "# c\nSELECT 1", "TABLE t", "VALUES ('uprof_a')"} {
+		if err := CheckQuery(q); err != nil {
+			t.Errorf("CheckQuery(%q) = %v, want nil", q, err)
+		}
+	}
+	for q, word := range map[string]string{"DROP TABLE t": "DROP", "/* x */ delete from t": "DELETE",
+		"--\ncreate table t (a int)": "CREATE", "selectx": "SELECTX", "CALL p()": "CALL", "LOAD DATA INFILE 'f'": "LOAD"} {
+		err := CheckQuery(q)
+		if err == nil || !strings.Contains(err.Error(), "starts with "+word) {
+			t.Errorf("CheckQuery(%q) = %v, want it refused, naming %s", q, err, word)
+		}
+	}
+	for _, q := range []string{"", "  ", "/* unclosed", "-- only a comment"} {
+		if err := CheckQuery(q); err == nil {
+			t.Errorf("CheckQuery(%q) = nil, want an error", q)
+		}
 	}
 }

@@ -58,7 +58,7 @@ type DB struct {
 	*sql.DB
 	Dialect  Dialect
 	redacted string
-	password string
+	secrets  []string // the URL's password, in its user part or its query
 }
 
 // String is the URL with its password replaced.
@@ -76,8 +76,8 @@ func Open(ctx context.Context, rawURL string, timeout time.Duration) (*DB, error
 		// url.Parse quotes the whole URL; name none of it.
 		return nil, fmt.Errorf("%w: the url does not parse", ErrBadURL)
 	}
-	password, _ := u.User.Password()
-	db := &DB{Dialect: d, redacted: u.Redacted(), password: password}
+	redacted, secrets := redact(u)
+	db := &DB{Dialect: d, redacted: redacted, secrets: secrets}
 
 	driver, dsn := "pgx", rawURL
 	if d == MySQL {
@@ -127,12 +127,55 @@ func mysqlDSN(u *url.URL) (string, error) {
 	return dsn, nil
 }
 
-// Scrub returns err with the password, wherever a driver put it, replaced.
+// redactParams are the query parameters of a database URL that hold a
+// secret (pgx reads password and sslpassword there; a MySQL URL's query
+// is passed to the driver as DSN parameters).
+var redactParams = []string{"password", "sslpassword"}
+
+// redact returns u as it may be shown, its passwords replaced, and the
+// passwords.
+func redact(u *url.URL) (string, []string) {
+	var secrets []string
+	if p, ok := u.User.Password(); ok && p != "" {
+		secrets = append(secrets, p)
+	}
+	shown := *u
+	if q := u.Query(); len(q) > 0 {
+		changed := false
+		for _, name := range redactParams {
+			for _, v := range q[name] {
+				if v != "" {
+					secrets = append(secrets, v)
+				}
+				changed = true
+			}
+			if _, ok := q[name]; ok {
+				q.Set(name, "xxxxx")
+			}
+		}
+		if changed {
+			shown.RawQuery = q.Encode()
+		}
+	}
+	return shown.Redacted(), secrets
+}
+
+// Scrub returns err with the passwords, wherever a driver put them,
+// replaced.
 func (db *DB) Scrub(err error) error {
-	if err == nil || db.password == "" || !strings.Contains(err.Error(), db.password) {
+	if err == nil {
 		return err
 	}
-	return scrubbed{msg: strings.ReplaceAll(err.Error(), db.password, "xxxxx"), err: err}
+	msg := err.Error()
+	for _, p := range db.secrets {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+		// Drivers may quote the URL or the DSN, escaped.
+		msg = strings.ReplaceAll(msg, url.QueryEscape(p), "xxxxx")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return scrubbed{msg: msg, err: err}
 }
 
 // scrubbed keeps the cause for errors.Is while printing a clean message.

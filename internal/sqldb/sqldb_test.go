@@ -3,6 +3,7 @@ package sqldb
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,10 +41,40 @@ func TestIsURL(t *testing.T) {
 
 func TestScrub(t *testing.T) {
 	t.Parallel()
-	db := &DB{password: "hunter2"}
+	db := &DB{secrets: []string{"hunter2"}}
 	cause := errors.New("dial user:hunter2@host: refused")
 	err := db.Scrub(cause)
 	if strings.Contains(err.Error(), "hunter2") || !errors.Is(err, cause) {
 		t.Errorf("Scrub: %q (is cause: %v); want the password gone and the cause kept", err, errors.Is(err, cause))
+	}
+}
+
+// TestPasswordInQueryRedacted: a password in the URL's query (pgx reads
+// password= and sslpassword= there) is as secret as one in its user part.
+func TestPasswordInQueryRedacted(t *testing.T) {
+	t.Parallel()
+	for raw, secrets := range map[string][]string{
+		"postgres://u@h/db?sslmode=disable&password=hunter2q":     {"hunter2q"},
+		"postgres://u:pw1@h/db?sslpassword=pw2":                   {"pw1", "pw2"},
+		"mysql://root@h:3306/test?password=p%40ss&parseTime=true": {"p@ss"},
+		"postgres://u@h/db?sslmode=disable":                       nil,
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown, got := redact(u)
+		if !slices.Equal(got, secrets) {
+			t.Errorf("redact(%s) secrets = %q, want %q", raw, got, secrets)
+		}
+		for _, s := range secrets {
+			if strings.Contains(shown, s) || strings.Contains(shown, url.QueryEscape(s)) {
+				t.Errorf("redact(%s) shows %q", raw, shown)
+			}
+		}
+		db := &DB{secrets: got}
+		if err := db.Scrub(errors.New("cannot parse " + raw)); secrets != nil && strings.Contains(err.Error(), secrets[0]) {
+			t.Errorf("Scrub kept %q: %v", secrets[0], err)
+		}
 	}
 }
