@@ -141,7 +141,14 @@ func (o *Outbox) Undelivered(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Drain waits until every result is delivered, or ctx ends.
+// drainTries is how often each result left must have failed before Drain
+// gives up on them.
+const drainTries = 6
+
+// Drain waits until every result is delivered, or ctx ends, or every
+// result left has failed drainTries deliveries (one the receiver or the
+// database refuses for good: they stay in the stream, and Drain says how
+// many and where).
 func (o *Outbox) Drain(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -153,6 +160,10 @@ func (o *Outbox) Drain(ctx context.Context) error {
 		}
 		if err == nil {
 			left = fmt.Sprint(n)
+			if stuck, err := o.failedTries(ctx, n); err == nil && stuck == n {
+				return fmt.Errorf("%d results could not be delivered to the %s after %d tries each (the log says why); "+
+					"they stay in the Redis stream %s, and in the result store for export", n, o.to, drainTries, o.stream)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -162,7 +173,30 @@ func (o *Outbox) Drain(ctx context.Context) error {
 	}
 }
 
-// Run delivers until ctx ends.
+// failedTries counts the entries, of the first left, that have been
+// handed out drainTries times or more without being delivered.
+func (o *Outbox) failedTries(ctx context.Context, left int64) (int64, error) {
+	pend, err := o.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: o.stream, Group: outboxGroup, Start: "-", End: "+", Count: min(left, 1000),
+	}).Result()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range pend {
+		if p.RetryCount >= drainTries {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Run delivers until ctx ends. An entry whose delivery fails waits its
+// own backoff (doubling from the first wait up to the longest, by how
+// often it was tried) while the others go on: one result that the
+// receiver or the database refuses for good holds up no other. When every
+// delivery of a round fails (the receiver is down), the whole loop backs
+// off too.
 func (o *Outbox) Run(ctx context.Context) {
 	base, maxWait := o.backoff, o.maxWait
 	wait := base
@@ -173,7 +207,7 @@ func (o *Outbox) Run(ctx context.Context) {
 		if err == nil {
 			msgs, err = o.next(ctx)
 		}
-		failed := 0
+		delivered, failed := 0, 0
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -188,8 +222,9 @@ func (o *Outbox) Run(ctx context.Context) {
 			failed = 1
 		} else {
 			failed = o.deliverAll(ctx, msgs)
+			delivered = len(msgs) - failed
 		}
-		if failed == 0 {
+		if failed == 0 || delivered > 0 {
 			wait = base
 			continue
 		}
@@ -200,6 +235,18 @@ func (o *Outbox) Run(ctx context.Context) {
 		}
 		wait = min(wait*2, maxWait)
 	}
+}
+
+// retryWait is how long an entry handed out tries times waits after its
+// last failed delivery: the first wait, doubled per try, up to the longest
+// wait and below ClaimIdle (so that no other worker takes it over from a
+// live one).
+func (o *Outbox) retryWait(tries int64) time.Duration {
+	w := o.backoff
+	for i := int64(1); i < tries && w < o.maxWait; i++ {
+		w *= 2
+	}
+	return min(w, o.maxWait, o.ClaimIdle/2)
 }
 
 // ensureGroup creates the stream's consumer group once.
@@ -215,31 +262,70 @@ func (o *Outbox) ensureGroup(ctx context.Context, done *bool) error {
 	return nil
 }
 
-// next returns entries to deliver: this consumer's own that failed
-// before, else those of a consumer gone quiet, else new ones (waiting up
-// to a second for them).
+// outboxScan bounds the entries of its own that a consumer looks over
+// for the ones due again.
+const outboxScan = 100
+
+// next returns entries to deliver: this consumer's own that failed before
+// and have waited their retryWait, then those of a consumer gone quiet,
+// then new ones (waiting up to a second for them when nothing else is
+// due). Own entries not yet due hold up none of the others.
 func (o *Outbox) next(ctx context.Context) ([]redis.XMessage, error) {
-	read := func(id string, block time.Duration) ([]redis.XMessage, error) {
-		res, err := o.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: outboxGroup, Consumer: o.consumer, Streams: []string{o.stream, id},
-			Count: outboxBatch, Block: block,
-		}).Result()
-		if errors.Is(err, redis.Nil) || len(res) == 0 {
-			return nil, nil
-		}
-		return res[0].Messages, err
-	}
-	if msgs, err := read("0", -1); err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	msgs, _, err := o.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: o.stream, Group: outboxGroup, Consumer: o.consumer,
-		MinIdle: o.ClaimIdle, Start: "0-0", Count: outboxBatch,
+	pend, err := o.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: o.stream, Group: outboxGroup, Start: "-", End: "+", Count: outboxScan, Consumer: o.consumer,
 	}).Result()
-	if err != nil || len(msgs) > 0 {
+	if err != nil {
+		return nil, err
+	}
+	var due []string
+	for _, p := range pend {
+		if p.Idle >= o.retryWait(p.RetryCount) && len(due) < outboxBatch {
+			due = append(due, p.ID)
+		}
+	}
+	var msgs []redis.XMessage
+	if len(due) > 0 {
+		// Claiming its own entries counts a try and restarts their idle
+		// time, as a read would.
+		if msgs, err = o.rdb.XClaim(ctx, &redis.XClaimArgs{
+			Stream: o.stream, Group: outboxGroup, Consumer: o.consumer, Messages: due,
+		}).Result(); err != nil {
+			return nil, err
+		}
+	}
+	if len(msgs) == 0 {
+		if msgs, _, err = o.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: o.stream, Group: outboxGroup, Consumer: o.consumer,
+			MinIdle: o.ClaimIdle, Start: "0-0", Count: outboxBatch,
+		}).Result(); err != nil {
+			return nil, err
+		}
+	}
+	block := time.Second
+	if len(msgs) > 0 || len(pend) > 0 {
+		block = -1 // do not wait: something is due, or soon will be
+	}
+	res, err := o.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: outboxGroup, Consumer: o.consumer, Streams: []string{o.stream, ">"},
+		Count: outboxBatch, Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	if err != nil {
 		return msgs, err
 	}
-	return read(">", time.Second)
+	if len(res) > 0 {
+		msgs = append(msgs, res[0].Messages...)
+	}
+	if len(msgs) == 0 && len(pend) > 0 {
+		// Only entries that are not due yet: look again shortly.
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(o.backoff, 100*time.Millisecond)):
+		}
+	}
+	return msgs, nil
 }
 
 // deliverAll delivers msgs at once and returns how many failed.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +255,76 @@ func TestTableOutboxOutlastsAnOutage(t *testing.T) {
 				t.Errorf("uprof_0's row: %q, attempts %d; want the re-mint, 2", got, attempts)
 			}
 		})
+	}
+}
+
+// TestOutboxPoisonHoldsUpNoOther: a result the receiver refuses for good
+// waits its own backoff while the results after it go on, through the
+// first 40 and then 40 more put later; Drain then gives up on it with an
+// error that says so, instead of waiting for ever.
+func TestOutboxPoisonHoldsUpNoOther(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	queue := redistest.Name(t)
+	rc, _ := newReceiver(t, "whsec-poison")
+	var poisonTries atomic.Int64
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"uprof_poison"`) {
+			poisonTries.Add(1)
+			http.Error(w, "this one never", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		rc.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	t.Cleanup(func() { rdb.Del(context.Background(), "enrollq:webhook:{"+queue+"}") })
+	ob := sink.NewOutbox(rdb, queue, quietHook(t, gate.URL+"/hook", []byte("whsec-poison")))
+	put := func(id string) {
+		t.Helper()
+		if err := ob.Put(context.Background(), campaign.Result{Campaign: "c", ProfileID: id,
+			Status: campaign.StatusCreated, FinishedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("uprof_poison")
+	for i := range 40 {
+		put(fmt.Sprintf("uprof_%d", i))
+	}
+	runOutbox(t, ob)
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			rc.mu.Lock()
+			got := len(rc.got)
+			rc.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("receiver got %d results, want %d: the refused one holds up the rest", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(40)
+	for i := 40; i < 80; i++ {
+		put(fmt.Sprintf("uprof_%d", i))
+	}
+	waitFor(80)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := ob.Drain(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 results could not be delivered") || ctx.Err() != nil {
+		t.Errorf("Drain = %v, want it to give up on the one refused result", err)
+	}
+	if left, err := ob.Undelivered(context.Background()); err != nil || left != 1 {
+		t.Errorf("undelivered = %d (%v), want 1: the refused result stays in the stream", left, err)
+	}
+	if n := poisonTries.Load(); n < 6 {
+		t.Errorf("the refused result was tried %d times, want at least 6", n)
 	}
 }
