@@ -117,7 +117,13 @@ func (r *campaignRun) open() (producer.Records, func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.inputName(), err)
+		err = fmt.Errorf("%s: %w (nothing was enqueued)", r.cfg.inputName(), err)
+		if r.cfg.idSet && errors.Is(err, source.ErrNoIDColumn) {
+			// The input may be right and the flag wrong: exit 2, as for
+			// any flag.
+			err = usageError{fmt.Errorf("--id-column: %w", err)}
+		}
+		return nil, nil, err
 	}
 	return recs, func() { f.Close() }, nil
 }

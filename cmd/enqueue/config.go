@@ -45,6 +45,7 @@ type config struct {
 	redisURL string
 	queue    string
 	queueSet bool // --queue was given; otherwise --refresh, --retry-failed and --status use the campaign's own
+	idSet    bool // --id-column was given
 	wait     bool
 	local    bool
 
@@ -149,7 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	c.rateSet, c.queueSet = flagSet(fs, "rate"), flagSet(fs, "queue")
+	c.rateSet, c.queueSet, c.idSet = flagSet(fs, "rate"), flagSet(fs, "queue"), flagSet(fs, "id-column")
 	if c.local {
 		c.redisURL = ""
 	}

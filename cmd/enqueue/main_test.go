@@ -282,6 +282,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--local", "--csv", "x.csv", "--sink", "http://example.com/hook", "--sandbox"}, "loopback"},
 		{[]string{"--local", "--csv", "x.csv", "--sink", "postgres://h/db", "--sink-table", "a;b", "--sandbox"}, "table name"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sink", "postgres://h/db"}, "cmd/worker"},
+		{[]string{"--local", "--db-url", "postgres://h/db", "--query", "drop table t", "--out", "r.csv"}, "--query: the query starts with DROP"},
+		{[]string{"--local", "--csv", "../../internal/source/testdata/profiles-25.csv", "--id-column", "nope",
+			"--out", filepath.Join(t.TempDir(), "r.csv"), "--sandbox"}, `--id-column: ../../internal/source/testdata/profiles-25.csv: line 1: no id column "nope"`},
 	}
 	for _, tt := range tests {
 		res := runCmd(t, tt.args...)

@@ -75,6 +75,12 @@ func TestDatedCampaignRunTwiceEnqueuesOnce(t *testing.T) {
 			}
 		}
 	}
+	// Only a run that enqueued something says it did.
+	const enqueuedLine = "enqueued for the workers on queue"
+	if !strings.Contains(first.out, enqueuedLine) || strings.Contains(second.out, enqueuedLine) {
+		t.Errorf("%q in the first run: %v (want true), in the second: %v (want false)", enqueuedLine,
+			strings.Contains(first.out, enqueuedLine), strings.Contains(second.out, enqueuedLine))
+	}
 
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()

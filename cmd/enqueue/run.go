@@ -196,7 +196,9 @@ func runFleet(ctx context.Context, cfg config, rdb *redis.Client, stdin io.Reade
 		return err
 	}
 	if !cfg.wait {
-		fmt.Fprintf(stdout, "enqueued for the workers on queue %q; follow with --wait, the web UI or the metrics\n", cfg.queue)
+		if r.sum.Enqueued > 0 {
+			fmt.Fprintf(stdout, "enqueued for the workers on queue %q; follow with --wait, the web UI or the metrics\n", cfg.queue)
+		}
 		return r.noneValid()
 	}
 	return r.finish(ctx, r.follow(ctx, false))
