@@ -194,31 +194,26 @@ func TestQueryIsReadOnly(t *testing.T) {
 // transaction (it commits the transaction first), so a --query that is
 // not a read is refused before anything is sent, on both servers.
 func TestQueryDDLNeverSent(t *testing.T) {
-	for _, d := range sqltest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
-			db, dbURL := sqltest.Open(t, d)
-			table := sqltest.Table(t, db)
-			sqltest.Exec(t, db, "CREATE TABLE "+table+" (id varchar(64))")
-			for _, q := range []string{
-				"DROP TABLE " + table,
-				"  /* tidy up */ drop table " + table,
-				"-- note\nTRUNCATE TABLE " + table,
-				"(ALTER TABLE " + table + " ADD COLUMN x int)",
-			} {
-				res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
-					"--query", q)
-				var u usageError
-				if !errors.As(res.err, &u) || !strings.Contains(res.err.Error(), "--query: the query starts with") {
-					t.Errorf("--query %q: error %v, want a usage error naming --query", q, res.err)
-				}
+	sqltest.EachTable(t, func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, dbURL, table string) {
+		sqltest.Exec(t, db, "CREATE TABLE "+table+" (id varchar(64))")
+		for _, q := range []string{
+			"DROP TABLE " + table,
+			"  /* tidy up */ drop table " + table,
+			"-- note\nTRUNCATE TABLE " + table,
+			"(ALTER TABLE " + table + " ADD COLUMN x int)",
+		} {
+			res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
+				"--query", q)
+			var u usageError
+			if !errors.As(res.err, &u) || !strings.Contains(res.err.Error(), "--query: the query starts with") {
+				t.Errorf("--query %q: error %v, want a usage error naming --query", q, res.err)
 			}
-			var n int
-			if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
-				t.Errorf("the table after the refused queries: %v (want it there, empty)", err)
-			}
-		})
-	}
+		}
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+			t.Errorf("the table after the refused queries: %v (want it there, empty)", err)
+		}
+	})
 }
 
 // TestQueryPasswordInQueryStringNotShown: a password given as the URL's

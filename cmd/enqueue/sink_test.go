@@ -94,52 +94,47 @@ func fleetWithSinks(t *testing.T, newSink func(rdb *redis.Client, queue string) 
 }
 
 func TestFleetTableSink(t *testing.T) {
-	for _, d := range sqltest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
-			db, url := sqltest.Open(t, d)
-			table := sqltest.Table(t, db)
-			want := fleetWithSinks(t, func(*redis.Client, string) sink.Results {
-				s, err := sink.OpenTable(context.Background(), url, table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			})
-
-			rows, err := db.QueryContext(context.Background(),
-				"SELECT user_profile_id, enrollment_url, status, passthrough FROM "+table)
+	sqltest.EachTable(t, func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, url, table string) {
+		want := fleetWithSinks(t, func(*redis.Client, string) sink.Results {
+			s, err := sink.OpenTable(context.Background(), url, table)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rows.Close()
-			n := 0
-			for rows.Next() {
-				var id, url, status, passthrough string
-				if err := rows.Scan(&id, &url, &status, &passthrough); err != nil {
-					t.Fatal(err)
-				}
-				n++
-				w, ok := want[id]
-				switch {
-				case !ok:
-					t.Errorf("table holds %s, which is not in the campaign", id)
-				case status != "created" || url != w["enrollment_url"]:
-					t.Errorf("%s: table has %s %q, --out has %s %q", id, status, url, w["status"], w["enrollment_url"])
-				}
-				var cols map[string]string
-				if json.Unmarshal([]byte(passthrough), &cols); cols["email"] != w["email"] {
-					t.Errorf("%s: passthrough %s, want email %q", id, passthrough, w["email"])
-				}
-			}
-			if err := rows.Err(); err != nil {
+			return s
+		})
+
+		rows, err := db.QueryContext(context.Background(),
+			"SELECT user_profile_id, enrollment_url, status, passthrough FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var id, url, status, passthrough string
+			if err := rows.Scan(&id, &url, &status, &passthrough); err != nil {
 				t.Fatal(err)
 			}
-			if n != sinkProfiles {
-				t.Errorf("table rows = %d, want exactly one per profile (%d)", n, sinkProfiles)
+			n++
+			w, ok := want[id]
+			switch {
+			case !ok:
+				t.Errorf("table holds %s, which is not in the campaign", id)
+			case status != "created" || url != w["enrollment_url"]:
+				t.Errorf("%s: table has %s %q, --out has %s %q", id, status, url, w["status"], w["enrollment_url"])
 			}
-		})
-	}
+			var cols map[string]string
+			if json.Unmarshal([]byte(passthrough), &cols); cols["email"] != w["email"] {
+				t.Errorf("%s: passthrough %s, want email %q", id, passthrough, w["email"])
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n != sinkProfiles {
+			t.Errorf("table rows = %d, want exactly one per profile (%d)", n, sinkProfiles)
+		}
+	})
 }
 
 // signedReceiver accepts signed deliveries, refusing every fifth, and

@@ -76,6 +76,7 @@ type outboxTarget interface {
 var (
 	_ outboxTarget = (*Webhook)(nil)
 	_ outboxTarget = (*Table)(nil)
+	_ outboxTarget = (*laterTable)(nil)
 )
 
 // NewOutbox returns an Outbox for queue's results, delivering through
@@ -88,6 +89,11 @@ func NewOutbox(rdb redis.UniversalClient, queue string, hook *Webhook) *Outbox {
 // table, retried with the webhook's default backoff. Its stream is
 // enrollq:table:{queue}.
 func NewTableOutbox(rdb redis.UniversalClient, queue string, table *Table, log *slog.Logger) *Outbox {
+	return newTableOutbox(rdb, queue, table, log)
+}
+
+// newTableOutbox is NewTableOutbox for a Table or a laterTable.
+func newTableOutbox(rdb redis.UniversalClient, queue string, table outboxTarget, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/redistest"
 	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/sqldb"
 	"github.com/enrollq/enrollq/internal/sqltest"
 )
 
@@ -182,80 +185,75 @@ func TestOutboxForgetsOldResults(t *testing.T) {
 // in Redis and reach the table, once each, when it is back; of two results
 // for one profile the newer is the row.
 func TestTableOutboxOutlastsAnOutage(t *testing.T) {
-	for _, d := range sqltest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
-			db, url := sqltest.Open(t, d)
-			table := sqltest.Table(t, db)
-			away := table + "_away"
-			rdb := redistest.New(t)
-			queue := redistest.Name(t)
-			ctx := context.Background()
-			t.Cleanup(func() {
-				rdb.Del(context.Background(), "enrollq:table:{"+queue+"}")
-				db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+away)
-			})
-
-			s, err := sink.OpenResults(ctx, sink.ResultsConfig{Target: url, Table: table, Redis: rdb, Queue: queue,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			ob, ok := s.(*sink.Outbox)
-			if !ok {
-				t.Fatalf("OpenResults(database URL, with Redis) = %T, want *sink.Outbox", s)
-			}
-
-			// The outage: the table is not there to write.
-			sqltest.Exec(t, db, "ALTER TABLE "+table+" RENAME TO "+away)
-			runOutbox(t, ob)
-			const n = 40
-			now := time.Now().UTC().Truncate(time.Second)
-			for i := range n {
-				r := campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated,
-					URL: fmt.Sprintf("https://example.com/enroll/%d", i), ExpiresAt: now.Add(time.Hour),
-					Attempts: 1, FinishedAt: now}
-				if i%4 == 3 {
-					r = campaign.Result{Campaign: "c", ProfileID: r.ProfileID, Status: campaign.StatusFailed,
-						ErrorType: "not_found_error", Attempts: 1, FinishedAt: now}
-				}
-				if err := ob.Put(ctx, r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// A re-mint of profile 0, newer: it is the row that stays.
-			if err := ob.Put(ctx, campaign.Result{Campaign: "c", ProfileID: "uprof_0", Status: campaign.StatusCreated,
-				URL: "https://example.com/enroll/0-again", ExpiresAt: now.Add(2 * time.Hour), Attempts: 2,
-				FinishedAt: now.Add(time.Second)}); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(500 * time.Millisecond)
-			if left, err := ob.Undelivered(ctx); err != nil || left != n+1 {
-				t.Fatalf("during the outage: %d undelivered, %v; want %d, nil", left, err, n+1)
-			}
-
-			sqltest.Exec(t, db, "ALTER TABLE "+away+" RENAME TO "+table)
-			drain(t, ob)
-			var rows, profiles, created int
-			if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT user_profile_id), "+
-				"sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END) FROM "+table).Scan(&rows, &profiles, &created); err != nil {
-				t.Fatal(err)
-			}
-			if rows != n || profiles != n || created != n-n/4 {
-				t.Errorf("table after the outage: %d rows, %d profiles, %d created; want %d, %d, %d", rows, profiles, created, n, n, n-n/4)
-			}
-			var got string
-			var attempts int64
-			if err := db.QueryRowContext(ctx, "SELECT enrollment_url, attempts FROM "+table+
-				" WHERE user_profile_id = 'uprof_0'").Scan(&got, &attempts); err != nil {
-				t.Fatal(err)
-			}
-			if got != "https://example.com/enroll/0-again" || attempts != 2 {
-				t.Errorf("uprof_0's row: %q, attempts %d; want the re-mint, 2", got, attempts)
-			}
+	sqltest.EachTable(t, func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, url, table string) {
+		away := table + "_away"
+		rdb := redistest.New(t)
+		queue := redistest.Name(t)
+		ctx := context.Background()
+		t.Cleanup(func() {
+			rdb.Del(context.Background(), "enrollq:table:{"+queue+"}")
+			db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+away)
 		})
-	}
+
+		s, err := sink.OpenResults(ctx, sink.ResultsConfig{Target: url, Table: table, Redis: rdb, Queue: queue,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		ob, ok := s.(*sink.Outbox)
+		if !ok {
+			t.Fatalf("OpenResults(database URL, with Redis) = %T, want *sink.Outbox", s)
+		}
+
+		// The outage: the table is not there to write.
+		sqltest.Exec(t, db, "ALTER TABLE "+table+" RENAME TO "+away)
+		runOutbox(t, ob)
+		const n = 40
+		now := time.Now().UTC().Truncate(time.Second)
+		for i := range n {
+			r := campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated,
+				URL: fmt.Sprintf("https://example.com/enroll/%d", i), ExpiresAt: now.Add(time.Hour),
+				Attempts: 1, FinishedAt: now}
+			if i%4 == 3 {
+				r = campaign.Result{Campaign: "c", ProfileID: r.ProfileID, Status: campaign.StatusFailed,
+					ErrorType: "not_found_error", Attempts: 1, FinishedAt: now}
+			}
+			if err := ob.Put(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A re-mint of profile 0, newer: it is the row that stays.
+		if err := ob.Put(ctx, campaign.Result{Campaign: "c", ProfileID: "uprof_0", Status: campaign.StatusCreated,
+			URL: "https://example.com/enroll/0-again", ExpiresAt: now.Add(2 * time.Hour), Attempts: 2,
+			FinishedAt: now.Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if left, err := ob.Undelivered(ctx); err != nil || left != n+1 {
+			t.Fatalf("during the outage: %d undelivered, %v; want %d, nil", left, err, n+1)
+		}
+
+		sqltest.Exec(t, db, "ALTER TABLE "+away+" RENAME TO "+table)
+		drain(t, ob)
+		var rows, profiles, created int
+		if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT user_profile_id), "+
+			"sum(CASE WHEN status = 'created' THEN 1 ELSE 0 END) FROM "+table).Scan(&rows, &profiles, &created); err != nil {
+			t.Fatal(err)
+		}
+		if rows != n || profiles != n || created != n-n/4 {
+			t.Errorf("table after the outage: %d rows, %d profiles, %d created; want %d, %d, %d", rows, profiles, created, n, n, n-n/4)
+		}
+		var got string
+		var attempts int64
+		if err := db.QueryRowContext(ctx, "SELECT enrollment_url, attempts FROM "+table+
+			" WHERE user_profile_id = 'uprof_0'").Scan(&got, &attempts); err != nil {
+			t.Fatal(err)
+		}
+		if got != "https://example.com/enroll/0-again" || attempts != 2 {
+			t.Errorf("uprof_0's row: %q, attempts %d; want the re-mint, 2", got, attempts)
+		}
+	})
 }
 
 // TestOutboxPoisonHoldsUpNoOther: a result the receiver refuses for good
@@ -326,5 +324,95 @@ func TestOutboxPoisonHoldsUpNoOther(t *testing.T) {
 	}
 	if n := poisonTries.Load(); n < 6 {
 		t.Errorf("the refused result was tried %d times, want at least 6", n)
+	}
+}
+
+// TestTableOutboxStartsWithTheDatabaseDown: a worker whose database does
+// not answer at start still starts (its results wait in the outbox) and
+// fills the table once the database answers; one that the database
+// refuses (an unknown user) fails at once.
+func TestTableOutboxStartsWithTheDatabaseDown(t *testing.T) {
+	sqltest.EachTable(t, func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, dbURL, table string) {
+		rdb := redistest.New(t)
+		queue := redistest.Name(t)
+		ctx := context.Background()
+		t.Cleanup(func() { rdb.Del(context.Background(), "enrollq:table:{"+queue+"}") })
+		real, err := url.Parse(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := func(u *url.URL) (sink.Results, error) {
+			return sink.OpenResults(ctx, sink.ResultsConfig{Target: u.String(), Table: table, Redis: rdb, Queue: queue,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}
+
+		refused := *real
+		refused.User = url.UserPassword("enrollq_nosuchuser", "pw")
+		if s, err := open(&refused); err == nil {
+			s.Close()
+			t.Errorf("OpenResults as an unknown user: no error, want the database's refusal at start")
+		}
+
+		// A port that nothing listens on yet: the database is down.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		down := *real
+		down.Host = addr
+		s, err := open(&down)
+		if err != nil {
+			t.Fatalf("OpenResults with the database down: %v, want an outbox that waits", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		ob := s.(*sink.Outbox)
+		runOutbox(t, ob)
+		const n = 10
+		now := time.Now().UTC().Truncate(time.Second)
+		for i := range n {
+			if err := ob.Put(ctx, campaign.Result{Campaign: "c", ProfileID: fmt.Sprintf("uprof_%d", i), Status: campaign.StatusCreated,
+				URL: "https://example.com/e", ExpiresAt: now.Add(time.Hour), Attempts: 1, FinishedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+		if left, err := ob.Undelivered(ctx); err != nil || left != n {
+			t.Fatalf("with the database down: %d undelivered, %v; want %d", left, err, n)
+		}
+
+		// The database comes up on that port: a proxy to the real one.
+		up, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("the port went to another process: %v", err)
+		}
+		t.Cleanup(func() { up.Close() })
+		go proxy(up, real.Host)
+		drain(t, ob)
+		var rows int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&rows); err != nil || rows != n {
+			t.Errorf("table once the database answers: %d rows (%v), want %d", rows, err, n)
+		}
+	})
+}
+
+// proxy forwards every connection that ln accepts to target.
+func proxy(ln net.Listener, target string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			go io.Copy(s, c)
+			io.Copy(c, s)
+		}()
 	}
 }

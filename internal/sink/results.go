@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -66,6 +68,16 @@ func OpenResults(ctx context.Context, cfg ResultsConfig) (Results, error) {
 		}
 		t, err := OpenTable(ctx, cfg.Target, table)
 		switch {
+		case err != nil && cfg.Redis != nil && errors.Is(err, sqldb.ErrUnreachable):
+			// Results wait in the outbox: a database down at start holds
+			// up no API call, as one that goes down later does not.
+			log := cfg.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("result table's database unreachable at start; results wait in the outbox until it answers",
+				"sink", "table "+table+" on "+sqldb.Redacted(cfg.Target), "error", err)
+			return newTableOutbox(cfg.Redis, cfg.Queue, &laterTable{url: cfg.Target, name: table}, cfg.Logger), nil
 		case err != nil:
 			return nil, err
 		case cfg.Redis == nil:
@@ -104,4 +116,51 @@ func (cfg ResultsConfig) Validate() error {
 		return wc.validate()
 	}
 	return fmt.Errorf("sink: want a postgres://, mysql:// or https:// URL")
+}
+
+// laterTable is a Table opened at its first delivery that finds the
+// database up: the outbox's target when the database was down at start.
+type laterTable struct {
+	url, name string
+
+	mu sync.Mutex
+	t  *Table
+}
+
+// laterOpenTimeout bounds each try to open the table.
+const laterOpenTimeout = 5 * time.Second
+
+func (l *laterTable) table(ctx context.Context) (*Table, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t != nil {
+		return l.t, nil
+	}
+	octx, cancel := context.WithTimeout(ctx, laterOpenTimeout)
+	defer cancel()
+	t, err := OpenTable(octx, l.url, l.name)
+	if err != nil {
+		return nil, err
+	}
+	l.t = t
+	return t, nil
+}
+
+func (l *laterTable) deliver(ctx context.Context, body []byte, delivery string) error {
+	t, err := l.table(ctx)
+	if err != nil {
+		return err
+	}
+	return t.deliver(ctx, body, delivery)
+}
+
+func (l *laterTable) String() string { return "table " + l.name + " on " + sqldb.Redacted(l.url) }
+
+func (l *laterTable) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t == nil {
+		return nil
+	}
+	return l.t.Close()
 }

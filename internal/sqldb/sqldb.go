@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -64,6 +65,22 @@ type DB struct {
 // String is the URL with its password replaced.
 func (db *DB) String() string { return db.redacted }
 
+// Redacted is rawURL as it may be shown, its passwords replaced; "" when
+// it does not parse.
+func Redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	shown, _ := redact(u)
+	return shown
+}
+
+// ErrUnreachable marks an Open that failed because the server did not
+// answer (refused, unreachable, or too slow), as opposed to one it
+// refused (a wrong password, an unknown database).
+var ErrUnreachable = errors.New("database unreachable")
+
 // Open opens the database at rawURL and checks that it answers within
 // timeout.
 func Open(ctx context.Context, rawURL string, timeout time.Duration) (*DB, error) {
@@ -93,6 +110,10 @@ func Open(ctx context.Context, rawURL string, timeout time.Duration) (*DB, error
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
+		var netErr net.Error
+		if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("connect to %s: %w: %w", db, ErrUnreachable, db.Scrub(err))
+		}
 		return nil, fmt.Errorf("connect to %s: %w", db, db.Scrub(err))
 	}
 	return db, nil

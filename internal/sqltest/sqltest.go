@@ -83,3 +83,16 @@ func Exec(t testing.TB, db *sqldb.DB, stmts ...string) {
 		}
 	}
 }
+
+// EachTable runs f as a parallel subtest per dialect, with the dialect's
+// test server open (db, and its url) and a table name of its own, dropped
+// at the end. A dialect whose server is not configured is skipped.
+func EachTable(t *testing.T, f func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, url, table string)) {
+	for _, d := range Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, url := Open(t, d)
+			f(t, d, db, url, Table(t, db))
+		})
+	}
+}
