@@ -80,8 +80,12 @@ func (r *report) print(w io.Writer, cfg config) {
 		fmt.Fprint(w, "\nExport of a finished campaign to CSV, in input order\n\n")
 		r.printExport(w)
 	}
-	fmt.Fprint(w, "\nTargets\n\n")
-	r.printTargets(w)
+	if len(r.targets()) > 0 {
+		fmt.Fprint(w, "\nTargets\n\n")
+		r.printTargets(w)
+	} else {
+		fmt.Fprint(w, "\nNo targets: the scenarios that ran are there to be compared (the curl baseline)\n")
+	}
 	if len(r.failed) > 0 {
 		fmt.Fprintf(w, "\nScenarios that ended with an error (see the log above): %s\n", strings.Join(r.failed, ", "))
 	}
