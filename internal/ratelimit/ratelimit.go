@@ -52,6 +52,9 @@ func NewLocal(perSecond float64, burst int) *Local {
 // the wait would outlast ctx's deadline.
 func (l *Local) Wait(ctx context.Context) error { return l.l.Wait(ctx) }
 
+// Allow takes a token if one is free now, without waiting.
+func (l *Local) Allow() bool { return l.l.Allow() }
+
 // Limit reports the current rate in calls a second (+Inf when unlimited).
 func (l *Local) Limit() float64 { return float64(l.l.Limit()) }
 
@@ -219,6 +222,14 @@ func (c *Cooldown) Wait(ctx context.Context) error {
 		}
 	}
 	return c.Local.Wait(ctx)
+}
+
+// Allow takes a token if no cool-down runs and one is free now. It hides
+// Local's Allow, which knows nothing of the cool-down.
+func (c *Cooldown) Allow() bool {
+	u := <-c.until
+	c.until <- u
+	return !time.Now().Before(u) && c.Local.Allow()
 }
 
 // Observe starts a cool-down after a 429 with a wait hint, or when the

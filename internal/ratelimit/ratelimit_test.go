@@ -135,6 +135,30 @@ func TestLocalCooldown(t *testing.T) {
 	}
 }
 
+func TestAllow(t *testing.T) {
+	t.Parallel()
+	l := NewLocal(1, 1)
+	if !l.Allow() {
+		t.Error("Local(1/s).Allow() = false on a full bucket, want true")
+	}
+	if l.Allow() {
+		t.Error("Local(1/s).Allow() = true on an empty bucket, want false")
+	}
+
+	c := NewCooldown(NewLocal(0, 1))
+	for i := range 3 {
+		if !c.Allow() {
+			t.Fatalf("unlimited Cooldown.Allow() #%d = false, want true", i)
+		}
+	}
+	c.Observe(context.Background(), client.Link{}, &client.Error{
+		Kind: client.KindAPI, StatusCode: 429, RetryAfter: time.Minute, HasRetryAfter: true,
+	})
+	if c.Allow() {
+		t.Error("Cooldown.Allow() = true during a cool-down, want false")
+	}
+}
+
 func TestHeaderPace(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 3, 20, 0, 0, 0, time.UTC)

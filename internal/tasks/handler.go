@@ -45,6 +45,14 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
+// Allower is a Limiter that can grant a call at once without blocking.
+// The handler asks it first: a call whose token is free then costs no
+// bounded wait (a timer and a context a task), which with the limit off is
+// every call. Allow must be false whenever Wait would block or fail.
+type Allower interface {
+	Allow() bool
+}
+
 // Observer is told of every API answer, so that a limiter can cool down
 // after a 429 or follow the API's rate-limit headers. It may be nil.
 type Observer interface {
@@ -333,6 +341,12 @@ func (a *attempt) countCall(ctx context.Context) error {
 // waitTurn waits for the limiter, at most MaxLimiterWait; a longer wait
 // hands the task back to the queue rather than hold a worker slot.
 func (a *attempt) waitTurn(ctx context.Context) error {
+	if al, ok := a.h.cfg.Limiter.(Allower); ok && al.Allow() {
+		if a.h.cfg.Metrics != nil {
+			a.h.cfg.Metrics.ObserveWait(0)
+		}
+		return nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, a.h.cfg.MaxLimiterWait)
 	defer cancel()
 	start := time.Now()

@@ -368,6 +368,36 @@ func TestHandlerLimiterWaitGivesTaskBack(t *testing.T) {
 	}
 }
 
+// allowLimiter grants calls through Allow as told; its Wait never does.
+type allowLimiter struct {
+	blockedLimiter
+	allow bool
+}
+
+func (l allowLimiter) Allow() bool { return l.allow }
+
+func TestHandlerAllowSkipsTheWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.handler.cfg.Limiter = allowLimiter{allow: true}
+	if err := b.run(t, context.Background(), 0, Payload{}); err != nil {
+		t.Fatalf("err = %v, want nil: a free token needs no wait", err)
+	}
+	if b.caller.calls != 1 {
+		t.Errorf("calls = %d, want 1", b.caller.calls)
+	}
+
+	// No free token: the handler waits, and this Wait never grants one.
+	b = setup(t)
+	b.handler.cfg.Limiter = allowLimiter{allow: false}
+	if err := b.run(t, context.Background(), 0, Payload{}); err == nil || IsFailure(err) {
+		t.Errorf("err = %v, want a wait that is not a failure", err)
+	}
+	if b.caller.calls != 0 {
+		t.Errorf("calls = %d, want 0", b.caller.calls)
+	}
+}
+
 func TestHandlerInvalidIDNeverCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

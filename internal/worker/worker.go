@@ -216,6 +216,9 @@ var (
 	_ ResultSink  = (*sink.Table)(nil)
 	_ ResultSink  = (*sink.Webhook)(nil)
 	_ tasks.Store = sinkStore{}
+
+	_ tasks.Allower = drainingLimiter{}
+	_ tasks.Allower = (*ratelimit.Cooldown)(nil)
 )
 
 // sinkStore hands each result to the sink, then records it in Redis. In
@@ -355,6 +358,16 @@ func (l drainingLimiter) Wait(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// Allow grants a call at once only while the worker is not draining and
+// the limiter under it can (see tasks.Allower).
+func (l drainingLimiter) Allow() bool {
+	if l.drained.Err() != nil {
+		return false
+	}
+	al, ok := l.Limiter.(tasks.Allower)
+	return ok && al.Allow()
 }
 
 var errDraining = errors.New("worker stopping: no new calls")
