@@ -112,7 +112,8 @@ func TestLocalRerunKeepsURLsOfTheFile(t *testing.T) {
 	if got := sb.Stats().Requests; got != 20 {
 		t.Errorf("second run made %d calls, want 20 (10 pending, 5 failed, 5 expiring)", got)
 	}
-	for _, want := range []string{"enqueued          20", "already enqueued  10", "10 were carried over from the existing", "30 created, 0 failed"} {
+	for _, want := range []string{"enqueued          20", "already enqueued  10", "10 were carried over from the existing",
+		"5 had a URL that expires within", "30 created, 0 failed"} {
 		if !strings.Contains(res.out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, res.out)
 		}

@@ -513,6 +513,49 @@ func TestFleetRerunRemintsExpiredAndWritesThisInput(t *testing.T) {
 	}
 }
 
+// TestFleetRerunKeepsALiveURLWhoseRemintFails runs a campaign whose URLs
+// live 9 minutes, then runs it again while the API refuses every call
+// (400): the URLs are due to be minted again (under 10 minutes left), the
+// new calls fail for good, and the results keep the URLs that still live
+// rather than turn into failures.
+func TestFleetRerunKeepsALiveURLWhoseRemintFails(t *testing.T) {
+	t.Parallel()
+	_, name, url, sb := fleet(t, sandbox.Config{TTL: 9 * time.Minute, Script: []string{"ok", "ok", "400", "400"}})
+
+	dir := t.TempDir()
+	in := filepath.Join(dir, "p.csv")
+	os.WriteFile(in, []byte("user_profile_id,email\nuprof_k1,a@example.com\nuprof_k2,b@example.com\n"), 0o600)
+	args := []string{"--redis-url", url, "--queue", name, "--campaign", name, "--csv", in, "--wait"}
+	first := filepath.Join(dir, "first.csv")
+	if res := runCmd(t, append(args, "--out", first)...); res.err != nil {
+		t.Fatalf("first run: %v\n%s", res.err, res.out)
+	}
+	second := filepath.Join(dir, "second.csv")
+	res := runCmd(t, append(args, "--out", second)...)
+	if res.err != nil {
+		t.Fatalf("second run: %v\n%s", res.err, res.out)
+	}
+	if !strings.Contains(res.out, "2 had a URL that expires within") {
+		t.Errorf("the summary does not say the two URLs were due to be minted again:\n%s", res.out)
+	}
+	for _, id := range []string{"uprof_k1", "uprof_k2"} {
+		if got := sb.Stats().ByProfile[id]; got != 2 {
+			t.Errorf("calls for %s = %d, want 2 (minted, then refused)", id, got)
+		}
+	}
+	before, after := readCSV(t, first), readCSV(t, second)
+	if len(after) != 2 {
+		t.Fatalf("second run wrote %d rows, want 2", len(after))
+	}
+	for i, row := range after {
+		checkCreated(t, row)
+		if row["enrollment_url"] != before[i]["enrollment_url"] || row["expires_at"] != before[i]["expires_at"] {
+			t.Errorf("row %d = %s expiring %s, want the first run's URL expiring %s",
+				i, row["status"], row["expires_at"], before[i]["expires_at"])
+		}
+	}
+}
+
 // fleet starts a sandbox with cfg and one worker against it, on a queue
 // and campaign of the test's own, and returns the test's Redis, that name,
 // the Redis URL for enqueue, and the sandbox.

@@ -112,31 +112,44 @@ func key(campaign, part string) string {
 }
 
 // putBody is the Lua that stores a result with its counts, shared by
-// putScript and putCallScript. KEYS: results, status, counts, expiry;
-// ARGV: profile id, status, result JSON, retention seconds, expiry (Unix
-// seconds, 0 for a failure), now (Unix seconds). A failure never replaces
-// a live URL: a task that ran twice keeps the URL it got. It may replace
-// an expired one, whose re-mint failed. It sets kept to 1 when it stored
-// the result, 0 when a live URL outranked it.
+// putScript and putCallScript. KEYS: results, status, counts, expiry,
+// calls (putCallScript's), stashed results, stashed expiries (see
+// Admit); ARGV: profile id, status, result JSON, retention seconds,
+// expiry (Unix seconds, 0 for a failure), now (Unix seconds).
+//
+// A failure never replaces a live URL: a task that ran twice keeps the
+// URL it got. It may replace an expired one, whose re-mint failed. A
+// failure of a re-mint that Admit cleared the URL for brings that URL back
+// while it lives. kept is 1 when the result was stored, 0 when a live URL
+// outranked it. Only a failure reads the stash: a success, the hot path,
+// costs no more for it.
 const putBody = `
 local kept = 1
+local st, val, exp = ARGV[2], ARGV[3], ARGV[5]
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old == 'created' and ARGV[2] ~= 'created' then
-  local exp = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
-  if exp > tonumber(ARGV[6]) then
-    kept = 0
+if st ~= 'created' then
+  if old == 'created' then
+    if tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') > tonumber(ARGV[6]) then
+      kept = 0
+    end
+  else
+    local sexp = tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0')
+    local prev = sexp > tonumber(ARGV[6]) and redis.call('HGET', KEYS[6], ARGV[1])
+    if prev then
+      st, val, exp, kept = 'created', prev, sexp, 2
+    end
   end
 end
-if kept == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  if ARGV[2] == 'created' then
-    redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+if kept ~= 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], val)
+  redis.call('HSET', KEYS[2], ARGV[1], st)
+  if st == 'created' then
+    redis.call('HSET', KEYS[4], ARGV[1], exp)
   else
     redis.call('HDEL', KEYS[4], ARGV[1])
   end
-  if old ~= ARGV[2] then
-    redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+  if old ~= st then
+    redis.call('HINCRBY', KEYS[3], st, 1)
     if old then
       redis.call('HINCRBY', KEYS[3], old, -1)
     end
@@ -145,16 +158,20 @@ if kept == 1 then
     redis.call('EXPIRE', KEYS[i], ARGV[4])
   end
 end
+if kept == 2 then
+  redis.call('HDEL', KEYS[6], ARGV[1])
+  redis.call('HDEL', KEYS[7], ARGV[1])
+  kept = 0
+end
 `
 
 // putScript stores a result (see putBody) and returns kept.
 var putScript = redis.NewScript(putBody + "return kept\n")
 
 // putCallScript counts one API call and stores the result it produced
-// (see putBody). KEYS: those of putBody, then calls; ARGV: those of
-// putBody. When the profile had calls counted before, it counts this one
-// and stores nothing: the result's attempts are one short. It returns
-// {kept, calls}.
+// (see putBody). KEYS and ARGV: those of putBody. When the profile had
+// calls counted before, it counts this one and stores nothing: the
+// result's attempts are one short. It returns {kept, calls}.
 var putCallScript = redis.NewScript(`
 local n = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[5], ARGV[4])
@@ -188,7 +205,6 @@ func (s *Store) PutCall(ctx context.Context, r Result) (kept bool, calls int64, 
 	if err != nil {
 		return false, 0, err
 	}
-	keys = append(keys, key(r.Campaign, "calls"))
 	v, err := putCallScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
 	if err == nil && len(v) != 2 {
 		err = fmt.Errorf("unexpected reply %v", v)
@@ -217,7 +233,8 @@ func (s *Store) putArgs(r Result) ([]string, []any, error) {
 	if r.Status == StatusCreated {
 		expiry = r.ExpiresAt.Unix()
 	}
-	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"), key(r.Campaign, "expiry")}
+	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"),
+		key(r.Campaign, "expiry"), key(r.Campaign, "calls"), key(r.Campaign, "stash"), key(r.Campaign, "stashexp")}
 	args := []any{r.ProfileID, string(r.Status), data, int64(s.retention.Seconds()), expiry, time.Now().Unix()}
 	return keys, args, nil
 }
@@ -379,7 +396,8 @@ const (
 	HasResult
 	// Remint: the profile's URL expires within RemintBefore (or has
 	// expired); its result was cleared so that a new task mints a fresh
-	// one.
+	// one. The URL is kept aside: if the new call fails while it still
+	// lives, it is the profile's result again, not the failure.
 	Remint
 )
 
@@ -417,7 +435,7 @@ func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Adm
 		if exp, _ := expiry.Val()[i].(string); parseInt(exp) > cutoff {
 			continue
 		}
-		if err := s.Forget(ctx, campaign, ids[i]); err != nil {
+		if err := s.remint(ctx, campaign, ids[i]); err != nil {
 			return nil, err
 		}
 		out[i] = Remint
@@ -680,10 +698,10 @@ func (s *Store) EachResult(ctx context.Context, campaign string, fn func(Result)
 	return nil
 }
 
-// forgetScript removes one profile's result, status, call and malformed
+// forgetBody removes one profile's result, status, call and malformed
 // counts and takes it off the counts, atomically. KEYS: results, status,
 // counts, calls, expiry, malformed; ARGV: profile id.
-var forgetScript = redis.NewScript(`
+const forgetBody = `
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -694,17 +712,48 @@ if old then
   redis.call('HINCRBY', KEYS[3], old, -1)
 end
 return 1
-`)
+`
+
+var forgetScript = redis.NewScript(forgetBody)
+
+// remintScript stashes a created result, then forgets it (forgetBody),
+// so that the profile runs again while a failure of that run can bring
+// the URL back (see putBody). KEYS: those of forgetBody, then stashed
+// results, stashed expiries; ARGV: profile id, retention seconds.
+var remintScript = redis.NewScript(`
+local val = redis.call('HGET', KEYS[1], ARGV[1])
+local exp = redis.call('HGET', KEYS[5], ARGV[1])
+if val and exp then
+  redis.call('HSET', KEYS[7], ARGV[1], val)
+  redis.call('HSET', KEYS[8], ARGV[1], exp)
+  redis.call('EXPIRE', KEYS[7], ARGV[2])
+  redis.call('EXPIRE', KEYS[8], ARGV[2])
+end
+` + forgetBody)
+
+func forgetKeys(campaign string) []string {
+	return []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
+		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed")}
+}
 
 // Forget removes profiles' results and call counts so that they can run
 // again on purpose (a re-run of failures).
 func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) error {
-	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
-		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed")}
+	keys := forgetKeys(campaign)
 	for _, id := range ids {
 		if err := forgetScript.Run(ctx, s.rdb, keys, id).Err(); err != nil {
 			return fmt.Errorf("forget %s in %s: %w", id, campaign, err)
 		}
+	}
+	return nil
+}
+
+// remint forgets a profile's created result as Forget does, and keeps its
+// URL aside: a failure of the new call brings it back while it lives.
+func (s *Store) remint(ctx context.Context, campaign, id string) error {
+	keys := append(forgetKeys(campaign), key(campaign, "stash"), key(campaign, "stashexp"))
+	if err := remintScript.Run(ctx, s.rdb, keys, id, int64(s.retention.Seconds())).Err(); err != nil {
+		return fmt.Errorf("clear %s in %s to mint it again: %w", id, campaign, err)
 	}
 	return nil
 }

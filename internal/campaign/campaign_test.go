@@ -110,6 +110,80 @@ func TestAdmitReportsKnownProfiles(t *testing.T) {
 	}
 }
 
+// TestRemintThatFailsKeepsTheLiveURL re-runs profiles whose URLs expire
+// within RemintBefore: while the new call is out they are pending; a new
+// URL replaces the old one, a failure brings the old one back while it
+// lives, and stays when it has expired.
+func TestRemintThatFailsKeepsTheLiveURL(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	soon, gone := time.Now().Add(RemintBefore/2).UTC().Truncate(time.Second), time.Now().Add(-time.Second)
+	for _, r := range []Result{
+		{ProfileID: "uprof_keep", URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep", Attempts: 1},
+		{ProfileID: "uprof_new", URL: "https://example.com/old", ExpiresAt: soon, Attempts: 1},
+		{ProfileID: "uprof_gone", URL: "https://example.com/gone", ExpiresAt: gone, Attempts: 1},
+	} {
+		r.Campaign, r.Status = c, StatusCreated
+		if _, err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := []string{"uprof_keep", "uprof_new", "uprof_gone"}
+	adm, err := s.Admit(ctx, c, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Admission{Remint, Remint, Remint}; !slices.Equal(adm, want) {
+		t.Fatalf("admissions = %v, want %v", adm, want)
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 3}); got != want {
+		t.Errorf("progress = %+v, want %+v: profiles being minted again are pending", got, want)
+	}
+
+	fail := func(id string) bool {
+		t.Helper()
+		kept, err := s.Put(ctx, Result{Campaign: c, ProfileID: id, Status: StatusFailed, ErrorType: "invalid_request_error", Attempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kept
+	}
+	if fail("uprof_keep") {
+		t.Error("Put(failure) = kept, want false: the stashed URL still lives")
+	}
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_new", Status: StatusCreated, URL: "https://example.com/new", ExpiresAt: later, Attempts: 1})
+	if !fail("uprof_gone") {
+		t.Error("Put(failure) = not kept, want kept: the stashed URL has expired")
+	}
+
+	want := map[string]Result{
+		"uprof_keep": {Status: StatusCreated, URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep"},
+		"uprof_new":  {Status: StatusCreated, URL: "https://example.com/new", ExpiresAt: later},
+		"uprof_gone": {Status: StatusFailed, ErrorType: "invalid_request_error"},
+	}
+	for id, w := range want {
+		got, ok, err := s.Get(ctx, c, id)
+		if err != nil || !ok {
+			t.Fatalf("Get(%s) = %v, %v", id, ok, err)
+		}
+		if got.Status != w.Status || got.URL != w.URL || !got.ExpiresAt.Equal(w.ExpiresAt) ||
+			got.RequestID != w.RequestID || got.ErrorType != w.ErrorType {
+			t.Errorf("%s = %+v, want status %s url %q expires %v request %q error %q",
+				id, got, w.Status, w.URL, w.ExpiresAt, w.RequestID, w.ErrorType)
+		}
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 3, Created: 2, Failed: 1}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+
+	// The stash is spent: a later failure of the kept profile (its URL now
+	// expired, say) is not undone by it again.
+	if n, _ := s.rdb.HLen(ctx, key(c, "stash")).Result(); n != 2 {
+		t.Errorf("stash holds %d entries, want 2 (uprof_new's and uprof_gone's, unused)", n)
+	}
+}
+
 func TestColumnsMerge(t *testing.T) {
 	t.Parallel()
 	s, c := setup(t)
