@@ -22,11 +22,7 @@ func setupQueue(t *testing.T) (*redis.Client, string, string) {
 	t.Helper()
 	rdb := redistest.New(t)
 	name := redistest.Name(t)
-	t.Cleanup(func() {
-		insp := asynq.NewInspectorFromRedisClient(rdb)
-		insp.DeleteQueue(name, true)
-		insp.Close()
-	})
+	redistest.DeleteQueueAtEnd(t, rdb, name)
 	return rdb, name, redisURLOf(t, rdb.Options().Addr, rdb.Options().DB)
 }
 

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/campaign"
@@ -67,11 +66,7 @@ func fleetWithSinks(t *testing.T, newSink func(rdb *redis.Client, queue string) 
 		}
 		t.Cleanup(w.Shutdown) // before the sink closes
 	}
-	t.Cleanup(func() {
-		insp := asynq.NewInspectorFromRedisClient(rdb)
-		insp.DeleteQueue(name, true)
-		insp.Close()
-	})
+	redistest.DeleteQueueAtEnd(t, rdb, name)
 
 	out := filepath.Join(t.TempDir(), "out.csv")
 	res := runCmd(t, "--redis-url", redisURLOf(t, rdb.Options().Addr, rdb.Options().DB), "--queue", name,

@@ -389,7 +389,7 @@ func (s *Store) Calls(ctx context.Context, campaign, profileID string) (int64, e
 type Admission int
 
 const (
-	// Admitted: no result yet; the caller enqueues a task.
+	// Admitted: new to the campaign; the caller enqueues a task.
 	Admitted Admission = iota
 	// HasResult: the profile already has a result in this campaign: a
 	// failure, or a URL that stays valid past RemintBefore.
@@ -399,6 +399,10 @@ const (
 	// one. The URL is kept aside: if the new call fails while it still
 	// lives, it is the profile's result again, not the failure.
 	Remint
+	// Rejoined: admitted by an earlier run and still without a result;
+	// the caller enqueues a task, which meets the earlier one if that is
+	// still queued.
+	Rejoined
 )
 
 // RemintBefore is how much validity a stored URL must have left for a
@@ -415,6 +419,7 @@ func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Adm
 	for i, id := range ids {
 		args[i] = id
 	}
+	known := pipe.SMIsMember(ctx, members, args...)
 	pipe.SAdd(ctx, members, args...)
 	pipe.Expire(ctx, members, s.retention)
 	status := pipe.HMGet(ctx, key(campaign, "status"), ids...)
@@ -426,6 +431,9 @@ func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Adm
 	cutoff := time.Now().Add(RemintBefore).Unix()
 	for i, v := range status.Val() {
 		if v == nil {
+			if known.Val()[i] {
+				out[i] = Rejoined
+			}
 			continue
 		}
 		out[i] = HasResult
@@ -441,6 +449,56 @@ func (s *Store) Admit(ctx context.Context, campaign string, ids []string) ([]Adm
 		out[i] = Remint
 	}
 	return out, nil
+}
+
+// unremintScript undoes remintScript for a profile that got no task:
+// while it has no result, its stashed result (created, with its expiry)
+// is its result again. KEYS: results, status, counts, expiry, stashed
+// results, stashed expiries; ARGV: profile id, retention seconds.
+var unremintScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+local val = redis.call('HGET', KEYS[5], ARGV[1])
+local exp = redis.call('HGET', KEYS[6], ARGV[1])
+if not (val and exp) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], val)
+redis.call('HSET', KEYS[2], ARGV[1], 'created')
+redis.call('HSET', KEYS[4], ARGV[1], exp)
+redis.call('HINCRBY', KEYS[3], 'created', 1)
+redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+for i = 1, 4 do
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+return 1
+`)
+
+// Unadmit undoes Admit for profiles that got no task because the run
+// stopped first (an error, Ctrl-C), so that the campaign counts no profile
+// that nothing will ever run: ids admitted new leave the campaign, and
+// ids cleared to be minted again get their result back. Profiles admitted
+// before (Rejoined) are not passed: an earlier task may be theirs.
+func (s *Store) Unadmit(ctx context.Context, campaign string, added, reminted []string) error {
+	if len(added) > 0 {
+		args := make([]any, len(added))
+		for i, id := range added {
+			args[i] = id
+		}
+		if err := s.rdb.SRem(ctx, key(campaign, "profiles"), args...).Err(); err != nil {
+			return fmt.Errorf("take %d profiles out of %s: %w", len(added), campaign, err)
+		}
+	}
+	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
+		key(campaign, "expiry"), key(campaign, "stash"), key(campaign, "stashexp")}
+	for _, id := range reminted {
+		if err := unremintScript.Run(ctx, s.rdb, keys, id, int64(s.retention.Seconds())).Err(); err != nil {
+			return fmt.Errorf("give %s in %s its URL back: %w", id, campaign, err)
+		}
+	}
+	return nil
 }
 
 func parseInt(s string) int64 {

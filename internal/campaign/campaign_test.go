@@ -455,3 +455,42 @@ func TestEachResultStreamsInInputOrder(t *testing.T) {
 		t.Errorf("EachResult with fn failing at the 3rd: %v after %d calls; want stop after 3", err, calls)
 	}
 }
+
+// TestUnadmit takes back what Admit did for profiles that got no task: a
+// new profile leaves the campaign, a profile cleared to be minted again
+// gets its URL back; a profile admitted by an earlier run is Rejoined.
+func TestUnadmit(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	ctx := context.Background()
+	soon := time.Now().Add(RemintBefore / 2).UTC().Truncate(time.Second)
+	// uprof_r was admitted by an earlier run, and its URL is due now.
+	s.Admit(ctx, c, []string{"uprof_r"})
+	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_r", Status: StatusCreated, URL: "https://example.com/r", ExpiresAt: soon})
+
+	adm, err := s.Admit(ctx, c, []string{"uprof_n", "uprof_r", "uprof_w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Admission{Admitted, Remint, Admitted}; !slices.Equal(adm, want) {
+		t.Fatalf("admissions = %v, want %v", adm, want)
+	}
+	if adm, _ := s.Admit(ctx, c, []string{"uprof_w"}); !slices.Equal(adm, []Admission{Rejoined}) {
+		t.Errorf("admitting a profile without a result again = %v, want [Rejoined]", adm)
+	}
+
+	// uprof_n and uprof_r got no task; uprof_w did.
+	if err := s.Unadmit(ctx, c, []string{"uprof_n"}, []string{"uprof_r"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := progress(t, s, c), (Progress{Total: 2, Created: 1}); got != want {
+		t.Errorf("progress = %+v, want %+v", got, want)
+	}
+	r, ok, err := s.Get(ctx, c, "uprof_r")
+	if err != nil || !ok || r.Status != StatusCreated || r.URL != "https://example.com/r" || !r.ExpiresAt.Equal(soon) {
+		t.Errorf("uprof_r = %+v, %v, %v; want its URL back", r, ok, err)
+	}
+	if adm, _ := s.Admit(ctx, c, []string{"uprof_r"}); !slices.Equal(adm, []Admission{Remint}) {
+		t.Errorf("admitting uprof_r again = %v, want [Remint]: its URL is still due", adm)
+	}
+}

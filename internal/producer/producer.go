@@ -233,7 +233,10 @@ type batchCounts struct{ enqueued, known, reminted int64 }
 
 // enqueueBatch admits a batch into the campaign in one round trip, then
 // enqueues a task for each profile without a result. A profile counts once,
-// as enqueued or known, unless the batch stops on an error.
+// as enqueued or known, unless the batch stops on an error: then the
+// profiles it admitted but enqueued no task for are taken back out of the
+// campaign (see campaign.Store.Unadmit), so that its counts hold no
+// profile that nothing will run.
 func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client *asynq.Client,
 	columns []string, batch []source.Record) (n batchCounts, err error) {
 	ids := make([]string, len(batch))
@@ -250,19 +253,7 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 			n.known++
 			continue
 		}
-		task, err := tasks.NewTask(tasks.Payload{
-			Campaign:   cfg.Campaign,
-			ProfileID:  rec.ID,
-			Seq:        int64(rec.Line),
-			Columns:    columnMap(columns, rec.Values),
-			Deadline:   cfg.Deadline,
-			EnqueuedAt: time.Now().UTC(),
-		})
-		if err != nil {
-			return n, fmt.Errorf("line %d: %w", rec.Line, err)
-		}
-		opts := tasks.Options(cfg.Queue, cfg.Campaign, rec.ID, cfg.MaxRetry)
-		switch err := enqueueOne(ctx, client, task, opts); {
+		switch err := enqueueRecord(ctx, cfg, client, columns, rec); {
 		case err == nil:
 			n.enqueued++
 			if adm[i] == campaign.Remint {
@@ -271,10 +262,56 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 		case errors.Is(err, asynq.ErrTaskIDConflict):
 			n.known++
 		default:
-			return n, fmt.Errorf("enqueue line %d (%s): %w", rec.Line, rec.ID, err)
+			unadmit(ctx, cfg, store, ids[i:], adm[i:])
+			return n, err
 		}
 	}
 	return n, nil
+}
+
+// unadmitTimeout bounds unadmit, which runs after the run's context may
+// have ended.
+const unadmitTimeout = 5 * time.Second
+
+// unadmit takes the profiles of a stopped batch that got no task back out
+// of the campaign. A failure is logged: the counts then include profiles
+// without a task, which running the same input again enqueues.
+func unadmit(ctx context.Context, cfg Config, store *campaign.Store, ids []string, adm []campaign.Admission) {
+	var added, reminted []string
+	for i, id := range ids {
+		switch adm[i] {
+		case campaign.Admitted:
+			added = append(added, id)
+		case campaign.Remint:
+			reminted = append(reminted, id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unadmitTimeout)
+	defer cancel()
+	if err := store.Unadmit(ctx, cfg.Campaign, added, reminted); err != nil {
+		cfg.Logger.Warn("stopped batch: its profiles stay counted in the campaign without a task; run the same input again",
+			"campaign", cfg.Campaign, "profiles", len(ids), "error", err)
+	}
+}
+
+// enqueueRecord enqueues the task of one record.
+func enqueueRecord(ctx context.Context, cfg Config, client *asynq.Client, columns []string, rec source.Record) error {
+	task, err := tasks.NewTask(tasks.Payload{
+		Campaign:   cfg.Campaign,
+		ProfileID:  rec.ID,
+		Seq:        int64(rec.Line),
+		Columns:    columnMap(columns, rec.Values),
+		Deadline:   cfg.Deadline,
+		EnqueuedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		return fmt.Errorf("line %d: %w", rec.Line, err)
+	}
+	err = enqueueOne(ctx, client, task, tasks.Options(cfg.Queue, cfg.Campaign, rec.ID, cfg.MaxRetry))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue line %d (%s): %w", rec.Line, rec.ID, err)
+	}
+	return err
 }
 
 // enqueueOne retries a failed enqueue a few times with a short backoff:

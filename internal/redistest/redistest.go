@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -67,4 +68,16 @@ func Name(t testing.TB) string {
 		n = n[:60]
 	}
 	return "t-" + n + "-" + hex.EncodeToString(b)
+}
+
+// DeleteQueueAtEnd deletes the asynq queue name, with its tasks, when the
+// test and its subtests end: a test's queue on a shared server leaves
+// nothing behind.
+func DeleteQueueAtEnd(t testing.TB, rdb redis.UniversalClient, name string) {
+	t.Helper()
+	t.Cleanup(func() {
+		insp := asynq.NewInspectorFromRedisClient(rdb)
+		insp.DeleteQueue(name, true)
+		insp.Close()
+	})
 }

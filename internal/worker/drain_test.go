@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/enrollq/enrollq/internal/client"
 	"github.com/enrollq/enrollq/internal/producer"
 	"github.com/enrollq/enrollq/internal/redistest"
@@ -47,11 +45,7 @@ func TestRunStopsCallingOnSignal(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t)
 	name := redistest.Name(t)
-	t.Cleanup(func() {
-		insp := asynq.NewInspectorFromRedisClient(rdb)
-		insp.DeleteQueue(name, true)
-		insp.Close()
-	})
+	redistest.DeleteQueueAtEnd(t, rdb, name)
 	var in strings.Builder
 	in.WriteString("user_profile_id\n")
 	for i := range 30 {

@@ -64,11 +64,7 @@ func TestMetricsAfterCampaign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		insp := asynq.NewInspectorFromRedisClient(rdb)
-		insp.DeleteQueue(name, true)
-		insp.Close()
-	})
+	redistest.DeleteQueueAtEnd(t, rdb, name)
 	page := httptest.NewServer(metricsMux(w.metrics, rdb))
 	t.Cleanup(page.Close)
 
