@@ -179,14 +179,15 @@ func TestQueryIsReadOnly(t *testing.T) {
 	db, dbURL := sqltest.Open(t, sqldb.Postgres)
 	table := sqltest.Table(t, db)
 	sqltest.Exec(t, db, "CREATE TABLE "+table+" (id text)")
+	sqltest.Exec(t, db, "INSERT INTO "+table+" VALUES ('uprof_w')")
 	res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
-		"--query", "WITH w AS (INSERT INTO "+table+" VALUES ('uprof_w') RETURNING id) SELECT id FROM w")
+		"--query", "WITH w AS (DELETE FROM "+table+" RETURNING id) SELECT id FROM w")
 	if res.err == nil || !strings.Contains(res.err.Error(), "read-only") {
 		t.Errorf("a writing query: error %v, want the read-only transaction to refuse it", res.err)
 	}
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil || n != 0 {
-		t.Errorf("table rows = %d (%v), want 0", n, err)
+	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil || n != 1 {
+		t.Errorf("table rows = %d (%v), want 1", n, err)
 	}
 }
 
@@ -212,6 +213,33 @@ func TestQueryDDLNeverSent(t *testing.T) {
 		var n int
 		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
 			t.Errorf("the table after the refused queries: %v (want it there, empty)", err)
+		}
+	})
+}
+
+// TestQueryIntoNeverSent: MySQL and MariaDB write a SELECT ... INTO
+// OUTFILE's file on the server whatever the transaction, so a --query
+// with an INTO is refused before anything is sent, on both servers.
+func TestQueryIntoNeverSent(t *testing.T) {
+	sqltest.EachTable(t, func(t *testing.T, d sqldb.Dialect, db *sqldb.DB, dbURL, table string) {
+		sqltest.Exec(t, db, "CREATE TABLE "+table+" (user_profile_id varchar(64))")
+		sqltest.Exec(t, db, "INSERT INTO "+table+" VALUES ('uprof_i1')")
+		file := filepath.Join(os.TempDir(), table+".out")
+		t.Cleanup(func() { os.Remove(file) })
+		for _, q := range []string{
+			"SELECT user_profile_id FROM " + table + " INTO OUTFILE '" + file + "'",
+			"select user_profile_id from " + table + " into dumpfile '" + file + "'",
+			"SELECT user_profile_id INTO " + table + "_copy FROM " + table,
+		} {
+			res := runCmd(t, "--local", "--db-url", dbURL, "--sandbox", "--out", filepath.Join(t.TempDir(), "out.csv"),
+				"--query", q)
+			var u usageError
+			if !errors.As(res.err, &u) || !strings.Contains(res.err.Error(), "--query: the query has an INTO") {
+				t.Errorf("--query %q: error %v, want a usage error naming --query and its INTO", q, res.err)
+			}
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists (%v): the query was sent", file, err)
 		}
 	})
 }

@@ -282,17 +282,98 @@ var queryStarts = []string{"SELECT", "WITH", "TABLE", "VALUES"}
 // the transaction and runs: it must never reach the server. A WITH that
 // writes (PostgreSQL's data-modifying CTEs) is left to the read-only
 // transaction, which refuses it.
+//
+// A SELECT ... INTO is refused too, wherever its INTO stands: on MySQL and
+// MariaDB, INTO OUTFILE and INTO DUMPFILE write a file on the database
+// server, which no read-only transaction stops, and INTO a variable or
+// (on PostgreSQL) a new table returns no rows to read.
 func CheckQuery(query string) error {
 	word := firstWord(query)
-	for _, w := range queryStarts {
-		if strings.EqualFold(word, w) {
-			return nil
-		}
-	}
 	if word == "" {
 		return errors.New("the query is empty")
 	}
-	return fmt.Errorf("the query starts with %s: give a SELECT (or WITH ... SELECT, TABLE, VALUES); nothing else is sent", strings.ToUpper(word))
+	if !slices.ContainsFunc(queryStarts, func(w string) bool { return strings.EqualFold(word, w) }) {
+		return fmt.Errorf("the query starts with %s: give a SELECT (or WITH ... SELECT, TABLE, VALUES); nothing else is sent", strings.ToUpper(word))
+	}
+	if hasKeyword(query, "INTO") {
+		return errors.New("the query has an INTO (a file, a table or variables written on the server): give a SELECT that returns its rows; nothing was sent")
+	}
+	return nil
+}
+
+// hasKeyword reports whether the word kw stands in query outside string
+// literals, quoted identifiers and comments, in any case. It knows the
+// quoting of MySQL and PostgreSQL: '...' with doubled quotes or a
+// backslash, "...", `...`, $tag$...$tag$, -- and # to the end of the
+// line, /* ... */.
+func hasKeyword(query, kw string) bool {
+	q := query
+	for len(q) > 0 {
+		c := q[0]
+		switch {
+		case c == '\'' || c == '"' || c == '`':
+			q = skipQuoted(q[1:], c)
+		case strings.HasPrefix(q, "--") || c == '#':
+			_, rest, _ := strings.Cut(q, "\n")
+			q = rest
+		case strings.HasPrefix(q, "/*"):
+			_, rest, _ := strings.Cut(q[2:], "*/")
+			q = rest
+		case c == '$':
+			q = skipDollarQuoted(q)
+		case isWordByte(c):
+			end := 1
+			for end < len(q) && (isWordByte(q[end]) || q[end] >= '0' && q[end] <= '9' || q[end] == '$') {
+				end++
+			}
+			if strings.EqualFold(q[:end], kw) {
+				return true
+			}
+			q = q[end:]
+		default:
+			q = q[1:]
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
+}
+
+// skipQuoted returns what follows the literal that q continues, which
+// quote opened: a doubled quote or a backslash escapes the next byte.
+func skipQuoted(q string, quote byte) string {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case '\\':
+			i++
+		case quote:
+			if i+1 < len(q) && q[i+1] == quote {
+				i++
+				continue
+			}
+			return q[i+1:]
+		}
+	}
+	return ""
+}
+
+// skipDollarQuoted returns what follows a PostgreSQL $tag$...$tag$ string
+// that q starts with, or q less its '$' when it starts none ($1, say).
+func skipDollarQuoted(q string) string {
+	end := strings.IndexByte(q[1:], '$')
+	if end < 0 {
+		return q[1:]
+	}
+	tag := q[:end+2]
+	for _, c := range []byte(tag[1 : len(tag)-1]) {
+		if !isWordByte(c) && !(c >= '0' && c <= '9') {
+			return q[1:]
+		}
+	}
+	_, rest, _ := strings.Cut(q[len(tag):], tag)
+	return rest
 }
 
 // firstWord is the query's first word, past blanks, comments and opening

@@ -121,6 +121,37 @@ func TestCheckQuery(t *testing.T) {
 			t.Errorf("CheckQuery(%q) = %v, want it refused, naming %s", q, err, word)
 		}
 	}
+	for _, q := range []string{
+		"SELECT user_profile_id FROM c INTO OUTFILE '/tmp/x'",
+		"select id from c into dumpfile '/tmp/x'",
+		"SELECT id INTO @v FROM c",
+		"SELECT id INTO new_table FROM c",
+		"(SELECT id FROM c) Into\nOUTFILE 'f'",
+		"SELECT 'a''b' AS x, id FROM c INTO OUTFILE 'f'",
+		"SELECT 'it\\'s', id FROM c /* ok */ INTO OUTFILE 'f'",
+		"SELECT $$ x $$, id FROM c INTO t",
+	} {
+		err := CheckQuery(q)
+		if err == nil || !strings.Contains(err.Error(), "INTO") {
+			t.Errorf("CheckQuery(%q) = %v, want it refused for its INTO", q, err)
+		}
+	}
+	// INTO inside literals, identifiers and comments is no keyword.
+	for _, q := range []string{
+		"SELECT id, 'into outfile' AS note FROM c",
+		`SELECT "into", id FROM c`,
+		"SELECT `into`, id FROM c",
+		"SELECT id FROM c -- into outfile\n",
+		"SELECT id FROM c # into\n WHERE 1=1",
+		"SELECT id /* INTO */ FROM c",
+		"SELECT $tag$ into $tag$, id FROM c WHERE id = $1",
+		"SELECT id FROM c WHERE note = 'a\\' into'",
+		"SELECT into_date, intox, id FROM c",
+	} {
+		if err := CheckQuery(q); err != nil {
+			t.Errorf("CheckQuery(%q) = %v, want nil", q, err)
+		}
+	}
 	for _, q := range []string{"", "  ", "/* unclosed", "-- only a comment"} {
 		if err := CheckQuery(q); err == nil {
 			t.Errorf("CheckQuery(%q) = nil, want an error", q)
