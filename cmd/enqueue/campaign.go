@@ -253,14 +253,17 @@ func printExpiryEstimate(w io.Writer, s producer.Summary, cfg config) {
 	if cfg.sandbox && cfg.sbTTL > 0 {
 		lifetime = cfg.sbTTL
 	}
-	if msg := expiryWarning(s.Enqueued, rate, lifetime, cfg.campaign); msg != "" {
+	if msg := expiryWarning(s.Enqueued, rate, lifetime, cfg.campaign, cfg.redisURL == ""); msg != "" {
 		fmt.Fprint(w, msg)
 	}
 }
 
 // expiryWarning is printExpiryEstimate's text for n profiles minted at
-// rate calls a second, whose URLs live lifetime; "" when they all fit.
-func expiryWarning(n int64, rate float64, lifetime time.Duration, name string) string {
+// rate calls a second, whose URLs live lifetime; "" when they all fit. A
+// local run's advice is what a local run can do: its Redis is gone when it
+// ends, so there is no campaign left to refresh or export, but running the
+// same command again mints again the links of its --out that are due.
+func expiryWarning(n int64, rate float64, lifetime time.Duration, name string, local bool) string {
 	if rate <= 0 || n == 0 {
 		return ""
 	}
@@ -280,12 +283,16 @@ func expiryWarning(n int64, rate float64, lifetime time.Duration, name string) s
 	if eta < time.Minute {
 		shown = eta.Round(100 * time.Millisecond)
 	}
+	refresh := fmt.Sprintf("enqueue --refresh --campaign %s --within %s, then export --campaign %s --out FILE",
+		name, DefaultRefreshWithin, name)
+	if local {
+		refresh = fmt.Sprintf("run the same command again, which mints again the links of --out that have under %s left", campaign.RemintBefore)
+	}
 	return fmt.Sprintf("warning: %d profiles at %.4g calls/s take about %s, but a URL lives about %s: "+
 		"the first URLs %s before the last are minted.\n"+
 		"  mail each result as it comes (a webhook sink), or send in smaller waves (split the input, at most %d profiles a wave), "+
-		"or refresh before sending: enqueue --refresh --campaign %s --within %s, then export --campaign %s --out FILE\n",
-		n, rate, shown, lifetime, expire,
-		int64(rate*(lifetime-margin).Seconds()), name, DefaultRefreshWithin, name)
+		"or refresh before sending: %s\n",
+		n, rate, shown, lifetime, expire, int64(rate*(lifetime-margin).Seconds()), refresh)
 }
 
 // newProgress shows a stage's progress: a bar on a terminal, lines on

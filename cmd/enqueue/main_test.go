@@ -777,10 +777,10 @@ func TestDelimiterFlag(t *testing.T) {
 
 func TestExpiryWarning(t *testing.T) {
 	t.Parallel()
-	if got := expiryWarning(20000, 10, time.Hour, "c"); got != "" {
+	if got := expiryWarning(20000, 10, time.Hour, "c", false); got != "" {
 		t.Errorf("20,000 at 10/s (33 min) within an hour: warned\n%s", got)
 	}
-	got := expiryWarning(40000, 10, time.Hour, "wave")
+	got := expiryWarning(40000, 10, time.Hour, "wave", false)
 	for _, want := range []string{
 		"40000 profiles at 10 calls/s take about 1h6m40s, but a URL lives about 1h0m0s",
 		"the first URLs expire (or have under 10m0s left) before the last are minted",
@@ -791,8 +791,14 @@ func TestExpiryWarning(t *testing.T) {
 			t.Errorf("warning lacks %q:\n%s", want, got)
 		}
 	}
-	if got := expiryWarning(100, 0, time.Hour, "c"); got != "" {
+	if got := expiryWarning(100, 0, time.Hour, "c", false); got != "" {
 		t.Errorf("no rate: warned\n%s", got)
+	}
+
+	// A local run has no campaign left to refresh or export once it ends.
+	got = expiryWarning(40000, 10, time.Hour, "wave", true)
+	if !strings.Contains(got, "run the same command again") || strings.Contains(got, "--refresh") || strings.Contains(got, "export") {
+		t.Errorf("local warning: want the re-run, not --refresh or export:\n%s", got)
 	}
 }
 
