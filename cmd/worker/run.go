@@ -85,6 +85,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Client, err = api.Config(false); err != nil {
 		return usageError{err}
 	}
+	if err := worker.CheckTimeouts(cfg.Client.Timeout, cfg.ShutdownTimeout); err != nil {
+		return usageError{err}
+	}
 	cfg.Fleet = !localLimit
 	cfg.Logger = log
 	var sinkCfg sink.ResultsConfig

@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +38,32 @@ func TestOpenRedisLogsRetryInAsText(t *testing.T) {
 	}
 	if want := `"retry_in":"500ms"`; !strings.Contains(buf.String(), want) {
 		t.Errorf("log = %s, want it to hold %s", buf.String(), want)
+	}
+}
+
+// TestFlagMistakesAreUsageErrors: every mistake in the flags is a usage
+// error (exit 2) that names its flag, found before Redis is dialled.
+func TestFlagMistakesAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	key := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--redis-url", "redis://127.0.0.1:1/0", "--api-key-file", key}
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--timeout", "5m"}, "--timeout 5m0s must be shorter than --shutdown-timeout"},
+		{[]string{"--timeout", "30s", "--shutdown-timeout", "25s"}, "--timeout 30s must be shorter than --shutdown-timeout 25s"},
+		{[]string{"--timeout", "3m", "--shutdown-timeout", "5m"}, "--timeout 3m0s must be shorter than the task timeout"},
+		{[]string{"--concurrency", "0"}, "--concurrency"},
+		{[]string{"--burst", "0"}, "--burst"},
+	} {
+		err := run(context.Background(), append(slices.Clone(base), tc.args...), io.Discard, io.Discard)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("worker %v: error %v, want a usage error naming %s", tc.args, err, tc.flag)
+		}
 	}
 }

@@ -114,13 +114,21 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
-	switch {
-	case c.Redis == nil:
+	if c.Redis == nil {
 		return errors.New("worker: Redis is required")
-	case c.Client.Timeout >= c.ShutdownTimeout:
-		return fmt.Errorf("--timeout %s must be shorter than --shutdown-timeout %s", c.Client.Timeout, c.ShutdownTimeout)
-	case c.Client.Timeout >= tasks.TaskTimeout:
-		return fmt.Errorf("--timeout %s must be shorter than the task timeout %s", c.Client.Timeout, tasks.TaskTimeout)
+	}
+	return CheckTimeouts(c.Client.Timeout, c.ShutdownTimeout)
+}
+
+// CheckTimeouts refuses an API call timeout (Client.Timeout, the
+// commands' --timeout) that a call could outlive its task with: it must
+// be shorter than the shutdown budget and the task timeout.
+func CheckTimeouts(call, shutdown time.Duration) error {
+	switch {
+	case call >= shutdown:
+		return fmt.Errorf("--timeout %s must be shorter than --shutdown-timeout %s", call, shutdown)
+	case call >= tasks.TaskTimeout:
+		return fmt.Errorf("--timeout %s must be shorter than the task timeout %s", call, tasks.TaskTimeout)
 	}
 	return nil
 }
