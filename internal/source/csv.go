@@ -373,15 +373,11 @@ func (c *CSV) read() ([]string, int, error) {
 	}
 }
 
-// blank reports whether a row holds no text: every field is empty
-// (",,,"), or the row is a single field of spaces and tabs (a line holding
-// a stray space). A row of several fields with spaces in them is not
-// blank: its field count still has to match the header's.
+// blank reports whether a row holds no text: every field is empty or
+// spaces and tabs ("", ",,,", "  ,  ", a line holding a stray space),
+// whatever their count. Such a row names no profile, as a blank line does.
 func blank(fields []string) bool {
-	if len(fields) == 1 {
-		return strings.Trim(fields[0], " \t") == ""
-	}
-	return !slices.ContainsFunc(fields, func(f string) bool { return f != "" })
+	return !slices.ContainsFunc(fields, func(f string) bool { return strings.Trim(f, " \t") != "" })
 }
 
 // checkText refuses a row with a field that is not UTF-8 text, naming the
