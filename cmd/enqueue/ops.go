@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -33,6 +34,16 @@ func exitCode(err error) int {
 func resume(rdb redis.UniversalClient, queue string, stdout io.Writer) error {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	defer insp.Close()
+	// A mistyped --queue would otherwise read "is not paused", as if it
+	// were running. (asynq v0.26's error for a missing queue is none that
+	// errors.Is knows, so the queue's existence is asked first.)
+	queues, err := insp.Queues()
+	if err != nil {
+		return fmt.Errorf("list queues: %w", err)
+	}
+	if !slices.Contains(queues, queue) {
+		return usageError{fmt.Errorf("--queue %s: no such queue in this Redis (check --queue and --redis-url; --status --campaign NAME names a campaign's queue)", queue)}
+	}
 	// Resuming a running queue is done already: a second --resume (or one
 	// in a runbook run twice) succeeds.
 	if info, err := insp.GetQueueInfo(queue); err == nil && !info.Paused {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -136,6 +137,11 @@ func TestStatus(t *testing.T) {
 		if want := fmt.Sprintf(want, name); res.err != nil || res.out != want {
 			t.Errorf("--resume: err %v, out %q; want %q", res.err, res.out, want)
 		}
+	}
+	// A queue this Redis does not have is a mistake in --queue.
+	res = runCmd(t, "--resume", "--redis-url", url, "--queue", name+"-typo")
+	if _, ok := errors.AsType[usageError](res.err); !ok || !strings.Contains(res.err.Error(), "no such queue") {
+		t.Errorf("--resume of a missing queue: err %v, want a usage error saying there is no such queue", res.err)
 	}
 	startWorkers(t, rdb, name, sandboxURL(t), 1)
 	deadline := time.Now().Add(30 * time.Second)
