@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +34,12 @@ const defaultCheckpoint = time.Minute
 
 // config is everything the flags and environment say.
 type config struct {
+	// given are the flags set on the command line, so that one that the
+	// chosen operation or mode would ignore is refused (see onlyFor and
+	// runFlagsBelong); apiFlagNames are apiFlags' names.
+	given        map[string]bool
+	apiFlagNames []string
+
 	csvPath  string
 	idColumn string // "" with --db-url: the query's first column
 
@@ -151,6 +159,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	c.rateSet, c.queueSet, c.idSet = flagSet(fs, "rate"), flagSet(fs, "queue"), flagSet(fs, "id-column")
+	c.given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
+	var apiFlags client.Flags // a spare: Register sets its flags' defaults
+	c.apiFlagNames = flagNames(apiFlags.Register)
 	if c.local {
 		c.redisURL = ""
 	}
@@ -160,13 +172,84 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return c, c.validate()
 }
 
+// opFlags are the flags each one-shot operation reads; any other flag
+// given with it would do nothing, and is refused.
+var opFlags = map[string][]string{
+	"resume":       {"queue", "redis-url", "log-level"},
+	"status":       {"campaign", "queue", "redis-url", "json", "status-sample", "log-level"},
+	"retry-failed": {"campaign", "queue", "redis-url", "max-retry", "log-level"},
+	"refresh":      {"campaign", "queue", "redis-url", "max-retry", "within", "log-level"},
+}
+
+// onlyFor refuses a flag given with the one-shot operation op that op
+// does not read.
+func (c *config) onlyFor(op string) error {
+	for _, name := range slices.Sorted(maps.Keys(c.given)) {
+		if name != op && !slices.Contains(opFlags[op], name) {
+			return usageError{fmt.Errorf("--%s has no effect with --%s (it reads --%s)",
+				name, op, strings.Join(opFlags[op], ", --"))}
+		}
+	}
+	return nil
+}
+
+// refuse refuses the first of names that was given, saying why it would
+// have no effect.
+func (c *config) refuse(why string, names ...string) error {
+	for _, name := range names {
+		if c.given[name] {
+			return usageError{fmt.Errorf("--%s has no effect %s", name, why)}
+		}
+	}
+	return nil
+}
+
+// flagRule names flags that a run in some mode ignores, and why.
+type flagRule struct {
+	why   string
+	names []string
+}
+
+// runFlagsBelong refuses the flags that a run of a campaign in this mode
+// would ignore.
+func (c *config) runFlagsBelong(local bool) error {
+	rules := []flagRule{
+		{"here: it goes with --refresh", []string{"within"}},
+		{"here: it goes with --status", []string{"status-sample"}},
+	}
+	if c.dbURL != "" {
+		rules = append(rules, flagRule{"with --db-url: it reads --csv", []string{"delimiter"}})
+	} else {
+		rules = append(rules, flagRule{"without --db-url", []string{"query-timeout"}})
+	}
+	if !local {
+		rules = append(rules, flagRule{"in fleet mode (a Redis URL is set): the workers run the tasks and make the API calls; give it to cmd/worker",
+			append([]string{"workers", "burst", "checkpoint"}, c.apiFlagNames...)})
+	}
+	for _, r := range rules {
+		if err := c.refuse(r.why, r.names...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flagNames lists the flags that register adds to a flag set.
+func flagNames(register func(*flag.FlagSet)) []string {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	register(fs)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}
+
 func (c *config) validate() error {
 	switch {
 	case c.resume:
 		if c.redisURL == "" {
 			return usageError{errors.New("--resume needs --redis-url (or REDIS_URL): it unpauses a fleet's queue in that Redis; a local run keeps no queue once it ends")}
 		}
-		return nil
+		return c.onlyFor("resume")
 	case c.json && !c.status:
 		return usageError{errors.New("--json goes with --status")}
 	case c.status:
@@ -178,6 +261,9 @@ func (c *config) validate() error {
 		}
 		if c.sample < 0 {
 			return usageError{fmt.Errorf("--status-sample %s: must be 0 or more", c.sample)}
+		}
+		if err := c.onlyFor("status"); err != nil {
+			return err
 		}
 	case c.retryFailed && c.refresh:
 		return usageError{errors.New("--retry-failed and --refresh: choose one")}
@@ -194,6 +280,9 @@ func (c *config) validate() error {
 		}
 		if c.within < 0 {
 			return usageError{fmt.Errorf("--within %s: must be 0 (expired only) or more", c.within)}
+		}
+		if err := c.onlyFor(op[2:]); err != nil {
+			return err
 		}
 	case c.csvPath != "" && c.dbURL != "":
 		return usageError{errors.New("--csv and --db-url both name the input: give one")}
@@ -231,6 +320,11 @@ func (c *config) validate() error {
 		}
 	}
 	local := c.redisURL == ""
+	if !c.retryFailed && !c.refresh {
+		if err := c.runFlagsBelong(local); err != nil {
+			return err
+		}
+	}
 	if c.out != "" && c.csvPath != "" && c.csvPath != "-" && samePath(c.out, c.csvPath) {
 		return usageError{fmt.Errorf("--out %s is the input file: name another file", c.out)}
 	}

@@ -283,6 +283,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--local", "--csv", "x.csv", "--sink", "postgres://h/db", "--sink-table", "a;b", "--sandbox"}, "table name"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--sink", "postgres://h/db"}, "cmd/worker"},
 		{[]string{"--local", "--db-url", "postgres://h/db", "--query", "drop table t", "--out", "r.csv"}, "--query: the query starts with DROP"},
+		// A flag that the chosen operation or mode would ignore.
+		{[]string{"--refresh", "--campaign", "c", "--csv", "x.csv", "--redis-url", "redis://127.0.0.1:1"}, "--csv has no effect with --refresh"},
+		{[]string{"--retry-failed", "--campaign", "c", "--within", "1m", "--redis-url", "redis://127.0.0.1:1"}, "--within has no effect with --retry-failed"},
+		{[]string{"--status", "--campaign", "c", "--csv", "x.csv", "--redis-url", "redis://127.0.0.1:1"}, "--csv has no effect with --status"},
+		{[]string{"--resume", "--csv", "x.csv", "--redis-url", "redis://127.0.0.1:1"}, "--csv has no effect with --resume"},
+		{[]string{"--csv", "x.csv", "--within", "5m", "--redis-url", "redis://127.0.0.1:1"}, "--within has no effect here"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--status-sample", "1s"}, "--status-sample has no effect here"},
+		{[]string{"--csv", "x.csv", "--timeout", "5m", "--redis-url", "redis://127.0.0.1:1"}, "--timeout has no effect in fleet mode"},
+		{[]string{"--csv", "x.csv", "--workers", "5", "--redis-url", "redis://127.0.0.1:1"}, "--workers has no effect in fleet mode"},
+		{[]string{"--local", "--db-url", "postgres://h/db", "--query", "SELECT 1", "--delimiter", ";", "--out", "r.csv"}, "--delimiter has no effect with --db-url"},
+		{[]string{"--local", "--csv", "x.csv", "--query-timeout", "1m", "--out", "r.csv", "--sandbox"}, "--query-timeout has no effect without --db-url"},
 		{[]string{"--local", "--csv", "../../internal/source/testdata/profiles-25.csv", "--id-column", "nope",
 			"--out", filepath.Join(t.TempDir(), "r.csv"), "--sandbox"}, `--id-column: ../../internal/source/testdata/profiles-25.csv: line 1: no id column "nope"`},
 	}
