@@ -376,6 +376,36 @@ func (s *Store) incr(ctx context.Context, k, profileID, what string) (int64, err
 	return n.Val(), nil
 }
 
+// NoteRequest keeps the request id of a profile's latest call that
+// brought no result, so that a failure recorded later without a call of
+// its own (the campaign's deadline passed) can name it. Only calls that
+// failed are noted: a success stores its request id with its result.
+func (s *Store) NoteRequest(ctx context.Context, campaign, profileID, requestID string) error {
+	if requestID == "" {
+		return nil
+	}
+	k := key(campaign, "lastreq")
+	pipe := s.rdb.Pipeline()
+	pipe.HSet(ctx, k, profileID, requestID)
+	pipe.Expire(ctx, k, s.retention)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("note request id for %s: %w", profileID, err)
+	}
+	return nil
+}
+
+// LastRequest returns the request id NoteRequest kept, or "".
+func (s *Store) LastRequest(ctx context.Context, campaign, profileID string) (string, error) {
+	v, err := s.rdb.HGet(ctx, key(campaign, "lastreq"), profileID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read last request id of %s: %w", profileID, err)
+	}
+	return v, nil
+}
+
 // Calls returns how many API calls were counted for a profile.
 func (s *Store) Calls(ctx context.Context, campaign, profileID string) (int64, error) {
 	n, err := s.rdb.HGet(ctx, key(campaign, "calls"), profileID).Int64()
@@ -757,8 +787,9 @@ func (s *Store) EachResult(ctx context.Context, campaign string, fn func(Result)
 }
 
 // forgetBody removes one profile's result, status, call and malformed
-// counts and takes it off the counts, atomically. KEYS: results, status,
-// counts, calls, expiry, malformed; ARGV: profile id.
+// counts and last request id and takes it off the counts, atomically.
+// KEYS: results, status, counts, calls, expiry, malformed, last requests;
+// ARGV: profile id.
 const forgetBody = `
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -766,6 +797,7 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[7], ARGV[1])
 if old then
   redis.call('HINCRBY', KEYS[3], old, -1)
 end
@@ -782,16 +814,16 @@ var remintScript = redis.NewScript(`
 local val = redis.call('HGET', KEYS[1], ARGV[1])
 local exp = redis.call('HGET', KEYS[5], ARGV[1])
 if val and exp then
-  redis.call('HSET', KEYS[7], ARGV[1], val)
-  redis.call('HSET', KEYS[8], ARGV[1], exp)
-  redis.call('EXPIRE', KEYS[7], ARGV[2])
+  redis.call('HSET', KEYS[8], ARGV[1], val)
+  redis.call('HSET', KEYS[9], ARGV[1], exp)
   redis.call('EXPIRE', KEYS[8], ARGV[2])
+  redis.call('EXPIRE', KEYS[9], ARGV[2])
 end
 ` + forgetBody)
 
 func forgetKeys(campaign string) []string {
 	return []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
-		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed")}
+		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed"), key(campaign, "lastreq")}
 }
 
 // Forget removes profiles' results and call counts so that they can run

@@ -212,6 +212,10 @@ func TestForgetAndBeginCall(t *testing.T) {
 			t.Fatalf("BeginCall = %q, %d, %v; want no status, %d", st, n, err, want)
 		}
 	}
+	s.NoteRequest(ctx, c, "uprof_f", "req_3")
+	if id, err := s.LastRequest(ctx, c, "uprof_f"); err != nil || id != "req_3" {
+		t.Errorf("LastRequest = %q, %v; want req_3", id, err)
+	}
 	s.Put(ctx, Result{Campaign: c, ProfileID: "uprof_f", Status: StatusFailed})
 	// With a result stored, a rerun learns it and counts no call.
 	if st, n, err := s.BeginCall(ctx, c, "uprof_f", time.Time{}); err != nil || st != StatusFailed || n != 3 {
@@ -228,6 +232,9 @@ func TestForgetAndBeginCall(t *testing.T) {
 	}
 	if st, _ := s.Status(ctx, c, "uprof_f"); st != "" {
 		t.Errorf("status after Forget = %q, want none", st)
+	}
+	if id, _ := s.LastRequest(ctx, c, "uprof_f"); id != "" {
+		t.Errorf("last request after Forget = %q, want none", id)
 	}
 }
 

@@ -75,6 +75,8 @@ type Store interface {
 	Calls(ctx context.Context, campaign, profileID string) (int64, error)
 	CountPause(ctx context.Context, campaign, profileID string) (int64, error)
 	CountMalformed(ctx context.Context, campaign, profileID string) (int64, error)
+	NoteRequest(ctx context.Context, campaign, profileID, requestID string) error
+	LastRequest(ctx context.Context, campaign, profileID string) (string, error)
 	Put(ctx context.Context, r campaign.Result) (bool, error)
 	PutCall(ctx context.Context, r campaign.Result) (bool, int64, error)
 }
@@ -261,8 +263,12 @@ func (a *attempt) do(ctx context.Context) error {
 		if a.calls, err = cfg.Store.Calls(ctx, p.Campaign, p.ProfileID); err != nil {
 			return err
 		}
+		requestID, err := cfg.Store.LastRequest(ctx, p.Campaign, p.ProfileID)
+		if err != nil {
+			return err
+		}
 		return a.fail(ctx, "campaign_deadline_passed",
-			"campaign deadline "+p.Deadline.UTC().Format(time.RFC3339)+" passed before a URL was created", "")
+			"campaign deadline "+p.Deadline.UTC().Format(time.RFC3339)+" passed before a URL was created", requestID)
 	}
 
 	if err := a.waitTurn(ctx); err != nil {
@@ -377,6 +383,13 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 	// the bounds below look at the count.
 	if a.uncounted && d.Action != Succeed && d.Action != Fail {
 		if err := a.countCall(ctx); err != nil {
+			return err
+		}
+	}
+	// Its request id is kept for a failure recorded later without a call
+	// (the campaign's deadline), which names the last call made.
+	if d.Action != Succeed && d.Action != Fail {
+		if err := cfg.Store.NoteRequest(ctx, a.p.Campaign, a.p.ProfileID, requestID); err != nil {
 			return err
 		}
 	}

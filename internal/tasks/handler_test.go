@@ -340,6 +340,23 @@ func TestHandlerDeadline(t *testing.T) {
 	if r, _ := b.result(t); r.ErrorType != "campaign_deadline_passed" {
 		t.Errorf("error_type = %q, want campaign_deadline_passed", r.ErrorType)
 	}
+
+	// A profile whose calls failed before the deadline names the last one.
+	b = setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 500, Type: "api_error", RequestID: "req_1"},
+		&client.Error{Kind: client.KindAPI, StatusCode: 529, Type: "overloaded_error", RequestID: "req_2"})
+	deadline := time.Now().Add(time.Hour)
+	for retried := range 2 {
+		if err := b.run(t, context.Background(), retried, Payload{Deadline: deadline}); !IsFailure(err) {
+			t.Fatalf("run %d: err = %v, want a counted retry", retried, err)
+		}
+	}
+	err = b.run(t, context.Background(), 2, Payload{Deadline: time.Now().Add(-time.Second)})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("err = %v, want SkipRetry", err)
+	}
+	if r, _ := b.result(t); r.ErrorType != "campaign_deadline_passed" || r.RequestID != "req_2" || r.Attempts != 2 {
+		t.Errorf("result = %s %s after %d attempts, want campaign_deadline_passed req_2 after 2", r.ErrorType, r.RequestID, r.Attempts)
+	}
 }
 
 func TestHandlerWritesNothingOnceContextIsDone(t *testing.T) {
