@@ -245,6 +245,10 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 	}
 	adm, err := store.Admit(ctx, cfg.Campaign, ids)
 	if err != nil {
+		// TODO: an Admit whose context ends while its round trip is out
+		// may have admitted the batch on the server all the same; those
+		// profiles stay counted without a task (--status never done)
+		// until the same input is enqueued again.
 		return n, err
 	}
 
