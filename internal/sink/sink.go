@@ -140,32 +140,6 @@ type File struct {
 	MinValidity time.Duration
 }
 
-// orphanAge is how long a temporary file of an output must have gone
-// unwritten before Create takes it for a killed writer's: a live writer
-// fills its buffer and writes many times a second.
-const orphanAge = time.Minute
-
-// removeOrphans removes the temporary files that writers of path killed
-// before their rename left beside it (kill -9 in the middle of a
-// checkpoint): they hold bearer URLs, and nothing else would remove them.
-// It is best effort: a file it cannot read or remove stays.
-func removeOrphans(path string, now time.Time) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+"."
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".tmp") {
-			continue
-		}
-		if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) > orphanAge {
-			os.Remove(filepath.Join(dir, name))
-		}
-	}
-}
-
 // Create starts writing path with these passthrough columns. It fails at
 // once when the directory is not writable, before any work is done.
 func Create(path string, passthrough []string) (*File, error) {
@@ -176,7 +150,6 @@ func Create(path string, passthrough []string) (*File, error) {
 	if err := checkHeader(passthrough); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
-	removeOrphans(path, time.Now())
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,43 +50,6 @@ func TestCreateRefusesBadHeaders(t *testing.T) {
 		_, err := Create(filepath.Join(t.TempDir(), "r.csv"), tt.cols)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Create(%q): err %v, want %q", tt.cols, err, tt.want)
-		}
-	}
-}
-
-// TestCreateRemovesOrphans: the temporary files of an output that a
-// killed writer left behind (they hold URLs) go when the output is next
-// written; a fresh one, a live writer's, and other files stay.
-func TestCreateRemovesOrphans(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.csv")
-	old := time.Now().Add(-2 * orphanAge)
-	files := map[string]bool{ // name: should it remain
-		".out.csv.123.tmp":   false,
-		".out.csv.456.tmp":   true, // fresh
-		".other.csv.789.tmp": true,
-		".out.csv.keep":      true,
-		"out.csv.1.tmp":      true,
-	}
-	for name, remains := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("https://example.com/secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if !remains || name != ".out.csv.456.tmp" {
-			os.Chtimes(p, old, old)
-		}
-	}
-	f, err := Create(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Abort()
-	for name, remains := range files {
-		_, err := os.Stat(filepath.Join(dir, name))
-		if got := err == nil; got != remains {
-			t.Errorf("%s remains = %v, want %v", name, got, remains)
 		}
 	}
 }
