@@ -222,6 +222,15 @@ func (c *config) runFlagsBelong(local bool) error {
 	} else {
 		rules = append(rules, flagRule{"without --db-url", []string{"query-timeout"}})
 	}
+	if !c.sandbox {
+		rules = append(rules, flagRule{"without --sandbox", []string{"sandbox-latency", "sandbox-ttl", "sandbox-rate", "sandbox-burst"}})
+	}
+	if !c.sinkFlags.Set() {
+		rules = append(rules, flagRule{"without --sink", []string{"sink-table", "sink-secret-file"}})
+	}
+	if c.local && c.given["redis-url"] {
+		rules = append(rules, flagRule{"with --local: a local run uses an embedded Redis", []string{"redis-url"}})
+	}
 	if !local {
 		rules = append(rules, flagRule{"in fleet mode (a Redis URL is set): the workers run the tasks and make the API calls; give it to cmd/worker",
 			append([]string{"workers", "burst", "checkpoint"}, c.apiFlagNames...)})

@@ -294,6 +294,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--csv", "x.csv", "--workers", "5", "--redis-url", "redis://127.0.0.1:1"}, "--workers has no effect in fleet mode"},
 		{[]string{"--local", "--db-url", "postgres://h/db", "--query", "SELECT 1", "--delimiter", ";", "--out", "r.csv"}, "--delimiter has no effect with --db-url"},
 		{[]string{"--local", "--csv", "x.csv", "--query-timeout", "1m", "--out", "r.csv", "--sandbox"}, "--query-timeout has no effect without --db-url"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox-ttl", "5s"}, "--sandbox-ttl has no effect without --sandbox"},
+		{[]string{"--local", "--csv", "x.csv", "--out", "r.csv", "--sandbox", "--sink-table", "t"}, "--sink-table has no effect without --sink"},
+		{[]string{"--local", "--redis-url", "redis://127.0.0.1:1", "--csv", "x.csv", "--out", "r.csv", "--sandbox"}, "--redis-url has no effect with --local"},
 		{[]string{"--local", "--csv", "../../internal/source/testdata/profiles-25.csv", "--id-column", "nope",
 			"--out", filepath.Join(t.TempDir(), "r.csv"), "--sandbox"}, `--id-column: ../../internal/source/testdata/profiles-25.csv: line 1: no id column "nope"`},
 	}

@@ -316,6 +316,10 @@ func hasKeyword(query, kw string) bool {
 		case strings.HasPrefix(q, "--") || c == '#':
 			_, rest, _ := strings.Cut(q, "\n")
 			q = rest
+		case strings.HasPrefix(q, "/*!") || strings.HasPrefix(q, "/*M!"):
+			// MySQL and MariaDB run an executable comment's text: it is
+			// read as query text.
+			q = strings.TrimPrefix(strings.TrimPrefix(q, "/*!"), "/*M!")
 		case strings.HasPrefix(q, "/*"):
 			_, rest, _ := strings.Cut(q[2:], "*/")
 			q = rest

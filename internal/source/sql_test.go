@@ -130,6 +130,9 @@ func TestCheckQuery(t *testing.T) {
 		"SELECT 'a''b' AS x, id FROM c INTO OUTFILE 'f'",
 		"SELECT 'it\\'s', id FROM c /* ok */ INTO OUTFILE 'f'",
 		"SELECT $$ x $$, id FROM c INTO t",
+		"SELECT 'uprof_a' /*! INTO OUTFILE '/tmp/x' */",
+		"SELECT 'uprof_a' /*!50000 INTO OUTFILE '/tmp/x' */",
+		"SELECT 'uprof_a' /*M! INTO OUTFILE '/tmp/x' */",
 	} {
 		err := CheckQuery(q)
 		if err == nil || !strings.Contains(err.Error(), "INTO") {

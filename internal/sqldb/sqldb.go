@@ -142,8 +142,14 @@ func mysqlDSN(u *url.URL) (string, error) {
 		}
 		dsn += sep + u.RawQuery
 	}
-	if _, err := mysql.ParseDSN(dsn); err != nil {
+	parsed, err := mysql.ParseDSN(dsn)
+	if err != nil {
 		return "", fmt.Errorf("mysql url: %w", err)
+	}
+	// One statement a query: with several, a read could carry a write
+	// after it past the check that a query starts as a read.
+	if parsed.MultiStatements {
+		return "", errors.New("mysql url: multiStatements: not allowed (one statement a query)")
 	}
 	return dsn, nil
 }

@@ -25,6 +25,12 @@ func TestMySQLDSN(t *testing.T) {
 			t.Errorf("mysqlDSN(%s) = %q, %v; want %q", tt.url, got, err, tt.want)
 		}
 	}
+
+	// Several statements a query would let a write follow a read.
+	u, _ := url.Parse("mysql://root@127.0.0.1:3306/test?multiStatements=true")
+	if _, err := mysqlDSN(u); err == nil || !strings.Contains(err.Error(), "multiStatements") {
+		t.Errorf("mysqlDSN with multiStatements=true: err %v, want it refused", err)
+	}
 }
 
 func TestIsURL(t *testing.T) {
