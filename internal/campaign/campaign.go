@@ -233,6 +233,7 @@ func (s *Store) putArgs(r Result) ([]string, []any, error) {
 	if r.Status == StatusCreated {
 		expiry = r.ExpiresAt.Unix()
 	}
+	// One literal, not stashKeys appended: this is every task's path.
 	keys := []string{key(r.Campaign, "results"), key(r.Campaign, "status"), key(r.Campaign, "counts"),
 		key(r.Campaign, "expiry"), key(r.Campaign, "calls"), key(r.Campaign, "stash"), key(r.Campaign, "stashexp")}
 	args := []any{r.ProfileID, string(r.Status), data, int64(s.retention.Seconds()), expiry, time.Now().Unix()}
@@ -522,7 +523,8 @@ func (s *Store) Unadmit(ctx context.Context, campaign string, added, reminted []
 		}
 	}
 	keys := []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
-		key(campaign, "expiry"), key(campaign, "stash"), key(campaign, "stashexp")}
+		key(campaign, "expiry")}
+	keys = append(keys, stashKeys(campaign)...)
 	for _, id := range reminted {
 		if err := unremintScript.Run(ctx, s.rdb, keys, id, int64(s.retention.Seconds())).Err(); err != nil {
 			return fmt.Errorf("give %s in %s its URL back: %w", id, campaign, err)
@@ -821,6 +823,12 @@ if val and exp then
 end
 ` + forgetBody)
 
+// stashKeys are the hashes that keep a re-minted profile's result and
+// expiry aside (see remint and putBody).
+func stashKeys(campaign string) []string {
+	return []string{key(campaign, "stash"), key(campaign, "stashexp")}
+}
+
 func forgetKeys(campaign string) []string {
 	return []string{key(campaign, "results"), key(campaign, "status"), key(campaign, "counts"),
 		key(campaign, "calls"), key(campaign, "expiry"), key(campaign, "malformed"), key(campaign, "lastreq")}
@@ -841,7 +849,7 @@ func (s *Store) Forget(ctx context.Context, campaign string, ids ...string) erro
 // remint forgets a profile's created result as Forget does, and keeps its
 // URL aside: a failure of the new call brings it back while it lives.
 func (s *Store) remint(ctx context.Context, campaign, id string) error {
-	keys := append(forgetKeys(campaign), key(campaign, "stash"), key(campaign, "stashexp"))
+	keys := append(forgetKeys(campaign), stashKeys(campaign)...)
 	if err := remintScript.Run(ctx, s.rdb, keys, id, int64(s.retention.Seconds())).Err(); err != nil {
 		return fmt.Errorf("clear %s in %s to mint it again: %w", id, campaign, err)
 	}
