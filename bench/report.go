@@ -61,6 +61,11 @@ func (r *report) print(w io.Writer, cfg config) {
 	fmt.Fprintf(w, "\nenrollq bench, run %s, %s; took %s\n", r.runID,
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "built: %s\nmachine: %s\n", r.source, r.machine)
+	procs := "Go's default"
+	if cfg.SandboxProcs > 0 {
+		procs = fmt.Sprint(cfg.SandboxProcs)
+	}
+	fmt.Fprintf(w, "sandbox: GOMAXPROCS %s\n", procs)
 	if len(r.fleet) > 0 {
 		fmt.Fprintf(w, "\nRate-limited campaigns (sandbox burst %d, latency %s; workers --concurrency %d --burst 1)\n\n",
 			sandboxBurst, cfg.Latency, cfg.Concurrency)

@@ -51,8 +51,12 @@ func (b *bench) startSandbox(ctx context.Context, scenario string, l sandboxLimi
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
+	var env []string
+	if b.cfg.SandboxProcs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", b.cfg.SandboxProcs))
+	}
 	p, err := spawn(spec{
-		name: "sandbox", bin: b.bin.sandbox, args: l.args(), env: childEnv(),
+		name: "sandbox", bin: b.bin.sandbox, args: l.args(), env: childEnv(env...),
 		stdout: w, logPath: filepath.Join(b.dir, scenario+"-sandbox.log"),
 	})
 	w.Close() // the child holds its own copy

@@ -511,19 +511,32 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 	r.Columns = a.p.Columns
 	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
+	var kept bool
 	if a.uncounted {
 		r.Attempts = a.p.PriorAttempts + 1 // PutCall adds calls counted before
-		_, calls, err := a.h.cfg.Store.PutCall(ctx, r)
-		if err != nil {
+		var (
+			calls int64
+			err   error
+		)
+		if kept, calls, err = a.h.cfg.Store.PutCall(ctx, r); err != nil {
 			return err
 		}
 		a.calls, a.uncounted = calls, false
 		r.Attempts = a.p.PriorAttempts + calls
 	} else {
 		r.Attempts = a.p.PriorAttempts + a.calls
-		if _, err := a.h.cfg.Store.Put(ctx, r); err != nil {
+		var err error
+		if kept, err = a.h.cfg.Store.Put(ctx, r); err != nil {
 			return err
 		}
+	}
+	if !kept {
+		// Only a failure is ever outranked: by a URL stored before (a
+		// refresh or re-mint that failed) that still lives. The profile's
+		// result stays created, so it is neither a failure nor counted.
+		a.log().Warn("call failed; the profile keeps its live url", "attempt", a.calls,
+			"request_id", r.RequestID, "error_type", r.ErrorType, "error", r.ErrorMessage)
+		return nil
 	}
 	if a.h.cfg.Metrics != nil {
 		a.h.cfg.Metrics.ObserveResult(string(r.Status))

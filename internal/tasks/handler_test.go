@@ -1,10 +1,11 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,7 @@ func (p *fakePauser) PauseQueue(q string) error {
 }
 
 type bundle struct {
+	logs     *bytes.Buffer // the handler's log, as text
 	caller   *fakeCaller
 	pauser   *fakePauser
 	store    *campaign.Store
@@ -75,6 +77,7 @@ type bundle struct {
 func setup(t *testing.T, answers ...error) *bundle {
 	t.Helper()
 	b := &bundle{
+		logs:     &bytes.Buffer{},
 		caller:   &fakeCaller{answers: answers},
 		pauser:   &fakePauser{},
 		store:    campaign.NewStore(redistest.New(t), time.Hour),
@@ -83,7 +86,7 @@ func setup(t *testing.T, answers ...error) *bundle {
 	h, err := NewHandler(HandlerConfig{
 		Caller: b.caller, Store: b.store, Limiter: nopLimiter{}, Pauser: b.pauser,
 		MaxLimiterWait: 50 * time.Millisecond,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:         slog.New(slog.NewTextHandler(b.logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -494,5 +497,10 @@ func TestHandlerRefresh(t *testing.T) {
 	}
 	if r, _ := b.result(t); r.URL != "https://old" || r.Status != campaign.StatusCreated {
 		t.Errorf("after a failed refresh: %+v, want the live old URL kept", r)
+	}
+	// The log says what became of the profile: it did not fail.
+	if logs := b.logs.String(); strings.Contains(logs, "profile failed") ||
+		!strings.Contains(logs, "keeps its live url") || !strings.Contains(logs, "error_type=not_found_error") {
+		t.Errorf("log of a failed refresh that kept the live URL:\n%s\nwant 'keeps its live url' with its error_type, not 'profile failed'", logs)
 	}
 }
