@@ -150,7 +150,7 @@ func Create(path string, passthrough []string) (*File, error) {
 	if err := checkHeader(passthrough); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
@@ -159,6 +159,12 @@ func Create(path string, passthrough []string) (*File, error) {
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
+	// The lock tells this file from a dead writer's until it is closed;
+	// then the files that dead writers left go. Where the file system
+	// takes no locks, no file is taken for a dead writer's, so a failed
+	// lock costs only the clean-up.
+	tryLock(tmp)
+	removeOrphans(path, time.Now())
 	f := &File{
 		path: path, format: format, tmp: tmp,
 		bw:     bufio.NewWriterSize(tmp, 1<<16),
