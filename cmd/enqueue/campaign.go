@@ -372,12 +372,27 @@ func (e *interruptedError) Unwrap() error { return e.err }
 const fleetCheckEvery = 5 * time.Second
 
 // fleetNotes says, once each time it changes, why a fleet campaign does
-// not move.
+// not move, or moves slower than its rate says: a paused queue, no worker,
+// or tasks that a stopped worker left active.
 type fleetNotes struct {
 	paused, unserved bool
+	orphaned         int
 }
 
-func (n *fleetNotes) check(insp *asynq.Inspector, queue string, bar *progress) {
+// queueInspector is what fleetNotes reads of the queue. *asynq.Inspector
+// is one.
+type queueInspector interface {
+	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
+	Servers() ([]*asynq.ServerInfo, error)
+	ListActiveTasks(queue string, opts ...asynq.ListOption) ([]*asynq.TaskInfo, error)
+}
+
+var _ queueInspector = (*asynq.Inspector)(nil)
+
+// maxActiveListed bounds the active tasks read to find orphaned ones.
+const maxActiveListed = 1000
+
+func (n *fleetNotes) check(insp queueInspector, queue string, bar *progress) {
 	qi, err := insp.GetQueueInfo(queue)
 	paused := err == nil && qi.Paused
 	if paused && !n.paused {
@@ -391,9 +406,39 @@ func (n *fleetNotes) check(insp *asynq.Inspector, queue string, bar *progress) {
 		bar.note(fmt.Sprintf("no worker serves queue %q: start cmd/worker --queue %s with the same Redis", queue, queue))
 	}
 	n.paused, n.unserved = paused, unserved
+
+	orphaned := 0
+	if err == nil && qi.Active > 0 {
+		orphaned = orphanedTasks(insp, queue, min(qi.Active, maxActiveListed))
+	}
+	switch {
+	case orphaned > n.orphaned:
+		bar.note(fmt.Sprintf("%d tasks of queue %q were left running by a worker that stopped (killed, or cut off from Redis): "+
+			"nothing is lost, but the estimate above does not count them; a running worker puts them back in the queue "+
+			"about 1-2 minutes after the stop", orphaned, queue))
+	case orphaned == 0 && n.orphaned > 0:
+		bar.note(fmt.Sprintf("the tasks a stopped worker left are back in queue %q", queue))
+	}
+	n.orphaned = orphaned
 }
 
-func servedBySomeWorker(insp *asynq.Inspector, queue string) bool {
+// orphanedTasks counts the queue's active tasks whose lease has expired:
+// their worker stopped without giving them back.
+func orphanedTasks(insp queueInspector, queue string, active int) int {
+	tasks, err := insp.ListActiveTasks(queue, asynq.PageSize(active))
+	if err != nil {
+		return 0 // unknown: do not cry wolf
+	}
+	n := 0
+	for _, t := range tasks {
+		if t.IsOrphaned {
+			n++
+		}
+	}
+	return n
+}
+
+func servedBySomeWorker(insp queueInspector, queue string) bool {
 	servers, err := insp.Servers()
 	if err != nil {
 		return true // unknown: do not cry wolf

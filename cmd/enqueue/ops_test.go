@@ -237,3 +237,57 @@ func sandboxServer(t *testing.T) (*sandbox.Server, string) {
 	t.Cleanup(api.Close)
 	return sb, api.URL
 }
+
+// fakeInspector answers fleetNotes' reads from its fields.
+type fakeInspector struct {
+	info    asynq.QueueInfo
+	servers []*asynq.ServerInfo
+	active  []*asynq.TaskInfo
+}
+
+func (f *fakeInspector) GetQueueInfo(string) (*asynq.QueueInfo, error) { return &f.info, nil }
+func (f *fakeInspector) Servers() ([]*asynq.ServerInfo, error)         { return f.servers, nil }
+func (f *fakeInspector) ListActiveTasks(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
+	return f.active, nil
+}
+
+// TestFleetNotesOrphanedTasks: a --wait run says when a stopped worker
+// left tasks running, which its estimate does not count, once each time
+// their number grows, and when they are back in the queue.
+func TestFleetNotesOrphanedTasks(t *testing.T) {
+	t.Parallel()
+	var lines bytes.Buffer
+	bar := newProgress(nil, &lines, "minting", "profiles", 100)
+	insp := &fakeInspector{servers: []*asynq.ServerInfo{{Queues: map[string]int{"q1": 1}}}}
+	var notes fleetNotes
+	step := func(active, orphaned int) string {
+		t.Helper()
+		insp.info.Active, insp.active = active, nil
+		for i := range active {
+			insp.active = append(insp.active, &asynq.TaskInfo{ID: fmt.Sprint(i), IsOrphaned: i < orphaned})
+		}
+		lines.Reset()
+		notes.check(insp, "q1", bar)
+		return lines.String()
+	}
+
+	if got := step(10, 0); got != "" {
+		t.Errorf("10 live tasks: noted %q, want nothing", got)
+	}
+	if got := step(10, 3); !strings.HasPrefix(got, `3 tasks of queue "q1" were left running by a worker that stopped`) ||
+		!strings.Contains(got, "the estimate above does not count them") {
+		t.Errorf("3 orphaned tasks: noted %q", got)
+	}
+	if got := step(10, 3); got != "" {
+		t.Errorf("the same 3 again: noted %q, want nothing", got)
+	}
+	if got := step(12, 5); !strings.HasPrefix(got, "5 tasks") {
+		t.Errorf("5 orphaned tasks: noted %q, want a note of 5", got)
+	}
+	if got := step(4, 0); got != "the tasks a stopped worker left are back in queue \"q1\"\n" {
+		t.Errorf("none orphaned any more: noted %q", got)
+	}
+	if got := step(0, 0); got != "" {
+		t.Errorf("an idle queue: noted %q, want nothing", got)
+	}
+}
