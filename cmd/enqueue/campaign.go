@@ -414,7 +414,7 @@ func (n *fleetNotes) check(insp queueInspector, queue string, bar *progress) {
 	switch {
 	case orphaned > n.orphaned:
 		bar.note(fmt.Sprintf("%d tasks of queue %q were left running by a worker that stopped (killed, or cut off from Redis): "+
-			"nothing is lost, but the estimate above does not count them; a running worker puts them back in the queue "+
+			"nothing is lost, but the time left shown does not count them; a running worker puts them back in the queue "+
 			"about 1-2 minutes after the stop", orphaned, queue))
 	case orphaned == 0 && n.orphaned > 0:
 		bar.note(fmt.Sprintf("the tasks a stopped worker left are back in queue %q", queue))

@@ -275,7 +275,7 @@ func TestFleetNotesOrphanedTasks(t *testing.T) {
 		t.Errorf("10 live tasks: noted %q, want nothing", got)
 	}
 	if got := step(10, 3); !strings.HasPrefix(got, `3 tasks of queue "q1" were left running by a worker that stopped`) ||
-		!strings.Contains(got, "the estimate above does not count them") {
+		!strings.Contains(got, "the time left shown does not count them") {
 		t.Errorf("3 orphaned tasks: noted %q", got)
 	}
 	if got := step(10, 3); got != "" {
