@@ -243,13 +243,19 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 	for i, r := range batch {
 		ids[i] = r.ID
 	}
-	adm, err := store.Admit(ctx, cfg.Campaign, ids)
+	// A stop (Ctrl-C) does not cut the admission short: one cut while its
+	// round trip is out would leave the batch admitted on the server and
+	// unknown here, counted in the campaign with no task. It finishes,
+	// and the batch is then taken back out as a whole.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), admitTimeout)
+	adm, err := store.Admit(actx, cfg.Campaign, ids)
+	cancel()
 	if err != nil {
-		// TODO: an Admit whose context ends while its round trip is out
-		// may have admitted the batch on the server all the same; those
-		// profiles stay counted without a task (--status never done)
-		// until the same input is enqueued again.
 		return n, err
+	}
+	if ctx.Err() != nil {
+		unadmit(ctx, cfg, store, ids, adm)
+		return n, context.Cause(ctx)
 	}
 
 	for i, rec := range batch {
@@ -273,9 +279,13 @@ func enqueueBatch(ctx context.Context, cfg Config, store *campaign.Store, client
 	return n, nil
 }
 
+// admitTimeout bounds an admission, which a stop does not cut short, and
 // unadmitTimeout bounds unadmit, which runs after the run's context may
 // have ended.
-const unadmitTimeout = 5 * time.Second
+const (
+	admitTimeout   = 10 * time.Second
+	unadmitTimeout = 5 * time.Second
+)
 
 // unadmit takes the profiles of a stopped batch that got no task back out
 // of the campaign. A failure is logged: the counts then include profiles

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/redistest"
@@ -99,5 +102,74 @@ func TestStoppedEnqueueCountsOnlyWhatItEnqueued(t *testing.T) {
 	prog, _ = campaign.NewStore(rdb, time.Hour).Progress(context.Background(), name)
 	if prog.Total != 8000 {
 		t.Errorf("campaign total %d after the second run, want 8000", prog.Total)
+	}
+}
+
+// stopDuringAdmit is a go-redis hook that stops the run (cancel) once the
+// first admission of a batch has been carried out by the server, and then
+// answers as go-redis does for a context that ended while the reply was
+// on its way: with the context's error, the batch admitted all the same.
+type stopDuringAdmit struct {
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (h *stopDuringAdmit) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *stopDuringAdmit) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+
+func (h *stopDuringAdmit) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		admit := len(cmds) > 0 && cmds[0].Name() == "smismember" && strings.HasSuffix(fmt.Sprint(cmds[0].Args()[1]), ":profiles")
+		if !admit {
+			return err
+		}
+		h.once.Do(h.cancel)
+		if ctx.Err() != nil {
+			for _, c := range cmds {
+				c.SetErr(ctx.Err())
+			}
+			return ctx.Err()
+		}
+		return err
+	}
+}
+
+// TestStopDuringAdmitCountsNoProfileWithoutATask stops an enqueue while
+// a batch's admission is out: the batch was admitted on the server, and
+// is taken back out, so that the campaign counts only the profiles that
+// got a task.
+func TestStopDuringAdmitCountsNoProfileWithoutATask(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t)
+	name := redistest.Name(t)
+	redistest.DeleteQueueAtEnd(t, rdb, name)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rdb.AddHook(&stopDuringAdmit{cancel: cancel})
+	cfg := Config{Redis: rdb, Queue: name, Campaign: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+	sum, err := Enqueue(ctx, cfg, &stoppingRecords{n: 1200, stop: func() {}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	defer insp.Close()
+	size := 0
+	if qi, err := insp.GetQueueInfo(name); err == nil {
+		size = qi.Size
+	}
+	prog, err := campaign.NewStore(rdb, time.Hour).Progress(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prog.Total != sum.Enqueued || int64(size) != sum.Enqueued {
+		t.Errorf("campaign total %d, tasks %d, want both %d (the enqueued; %d not enqueued)",
+			prog.Total, size, sum.Enqueued, sum.Unsent)
+	}
+	if sum.Unsent == 0 {
+		t.Errorf("summary %+v: want the stopped batch's profiles counted as not enqueued", sum)
 	}
 }
