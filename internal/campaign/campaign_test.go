@@ -143,7 +143,7 @@ func TestRemintThatFailsKeepsTheLiveURL(t *testing.T) {
 
 	fail := func(id string) bool {
 		t.Helper()
-		kept, err := s.Put(ctx, Result{Campaign: c, ProfileID: id, Status: StatusFailed, ErrorType: "invalid_request_error", Attempts: 1})
+		kept, err := s.Put(ctx, Result{Campaign: c, ProfileID: id, Status: StatusFailed, ErrorType: "invalid_request_error", Attempts: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,10 +157,11 @@ func TestRemintThatFailsKeepsTheLiveURL(t *testing.T) {
 		t.Error("Put(failure) = not kept, want kept: the stashed URL has expired")
 	}
 
+	// The kept URL's row counts the failed call in its attempts.
 	want := map[string]Result{
-		"uprof_keep": {Status: StatusCreated, URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep"},
-		"uprof_new":  {Status: StatusCreated, URL: "https://example.com/new", ExpiresAt: later},
-		"uprof_gone": {Status: StatusFailed, ErrorType: "invalid_request_error"},
+		"uprof_keep": {Status: StatusCreated, URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep", Attempts: 2},
+		"uprof_new":  {Status: StatusCreated, URL: "https://example.com/new", ExpiresAt: later, Attempts: 1},
+		"uprof_gone": {Status: StatusFailed, ErrorType: "invalid_request_error", Attempts: 2},
 	}
 	for id, w := range want {
 		got, ok, err := s.Get(ctx, c, id)
@@ -168,9 +169,9 @@ func TestRemintThatFailsKeepsTheLiveURL(t *testing.T) {
 			t.Fatalf("Get(%s) = %v, %v", id, ok, err)
 		}
 		if got.Status != w.Status || got.URL != w.URL || !got.ExpiresAt.Equal(w.ExpiresAt) ||
-			got.RequestID != w.RequestID || got.ErrorType != w.ErrorType {
-			t.Errorf("%s = %+v, want status %s url %q expires %v request %q error %q",
-				id, got, w.Status, w.URL, w.ExpiresAt, w.RequestID, w.ErrorType)
+			got.RequestID != w.RequestID || got.ErrorType != w.ErrorType || got.Attempts != w.Attempts {
+			t.Errorf("%s = %+v, want status %s url %q expires %v request %q error %q attempts %d",
+				id, got, w.Status, w.URL, w.ExpiresAt, w.RequestID, w.ErrorType, w.Attempts)
 		}
 	}
 	if got, want := progress(t, s, c), (Progress{Total: 3, Created: 2, Failed: 1}); got != want {

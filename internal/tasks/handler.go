@@ -409,10 +409,11 @@ func (a *attempt) settle(ctx context.Context, link client.Link, callErr error) e
 
 	switch d.Action {
 	case Succeed:
-		return a.store(ctx, campaign.Result{
+		_, err := a.store(ctx, campaign.Result{
 			Status: campaign.StatusCreated, URL: link.URL.Reveal(), ExpiresAt: link.ExpiresAt,
 			RequestID: link.RequestID,
 		})
+		return err
 
 	case Fail:
 		return a.fail(ctx, errorType(apiErr, d.Reason), message(apiErr, callErr), requestID)
@@ -490,20 +491,26 @@ func fixFor(reason string) string {
 	return "raise the organisation's spend limit or wait for it to reset"
 }
 
+// fail records the profile's failure and ends its task for good. When a
+// live URL outranks the failure (a re-mint or refresh that failed), the
+// profile keeps that URL as its result and the task is done: it is not
+// archived as a failure.
 func (a *attempt) fail(ctx context.Context, errType, msg, requestID string) error {
-	err := a.store(ctx, campaign.Result{
+	kept, err := a.store(ctx, campaign.Result{
 		Status: campaign.StatusFailed, ErrorType: errType, ErrorMessage: msg, RequestID: requestID,
 	})
-	if err != nil {
+	if err != nil || !kept {
 		return err
 	}
 	return fmt.Errorf("%s: %s: %w", a.p.ProfileID, errType, asynq.SkipRetry)
 }
 
-func (a *attempt) store(ctx context.Context, r campaign.Result) error {
+// store records r. It reports false when r, a failure, was outranked by a
+// live URL stored before.
+func (a *attempt) store(ctx context.Context, r campaign.Result) (bool, error) {
 	if ctx.Err() != nil {
 		a.countLate(ctx)
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	r.Campaign = a.p.Campaign
 	r.ProfileID = a.p.ProfileID
@@ -519,7 +526,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 			err   error
 		)
 		if kept, calls, err = a.h.cfg.Store.PutCall(ctx, r); err != nil {
-			return err
+			return false, err
 		}
 		a.calls, a.uncounted = calls, false
 		r.Attempts = a.p.PriorAttempts + calls
@@ -527,7 +534,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 		r.Attempts = a.p.PriorAttempts + a.calls
 		var err error
 		if kept, err = a.h.cfg.Store.Put(ctx, r); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if !kept {
@@ -536,14 +543,14 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 		// result stays created, so it is neither a failure nor counted.
 		a.log().Warn("call failed; the profile keeps its live url", "attempt", a.calls,
 			"request_id", r.RequestID, "error_type", r.ErrorType, "error", r.ErrorMessage)
-		return nil
+		return false, nil
 	}
 	if a.h.cfg.Metrics != nil {
 		a.h.cfg.Metrics.ObserveResult(string(r.Status))
 	}
 	if r.Status == campaign.StatusCreated {
 		if !a.base.Enabled(ctx, slog.LevelDebug) {
-			return nil
+			return true, nil
 		}
 		a.log().Debug("enrollment url created", "status", r.Status, "attempt", a.calls,
 			"request_id", r.RequestID, "expires_at", r.ExpiresAt.Format(time.RFC3339))
@@ -551,7 +558,7 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) error {
 		a.log().Warn("profile failed", "status", r.Status, "attempt", a.calls,
 			"request_id", r.RequestID, "error_type", r.ErrorType, "error", r.ErrorMessage)
 	}
-	return nil
+	return true, nil
 }
 
 func errorType(e *client.Error, fallback string) string {

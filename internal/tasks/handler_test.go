@@ -492,11 +492,13 @@ func TestHandlerRefresh(t *testing.T) {
 
 	b = setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 404, Type: "not_found_error", Message: "gone"})
 	stale(b)
-	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff}); !errors.Is(err, asynq.SkipRetry) {
-		t.Errorf("failed refresh: err %v, want SkipRetry", err)
+	// The profile keeps its live URL as its result: the task is done, not
+	// archived as a failure, and the row counts the failed call.
+	if err := b.run(t, ctx, 0, Payload{Seq: 3, RefreshBefore: cutoff, PriorAttempts: 1}); err != nil {
+		t.Errorf("failed refresh: err %v, want nil (the live URL is the result)", err)
 	}
-	if r, _ := b.result(t); r.URL != "https://old" || r.Status != campaign.StatusCreated {
-		t.Errorf("after a failed refresh: %+v, want the live old URL kept", r)
+	if r, _ := b.result(t); r.URL != "https://old" || r.Status != campaign.StatusCreated || r.Attempts != 2 {
+		t.Errorf("after a failed refresh: %+v, want the live old URL kept, with 2 attempts", r)
 	}
 	// The log says what became of the profile: it did not fail.
 	if logs := b.logs.String(); strings.Contains(logs, "profile failed") ||
