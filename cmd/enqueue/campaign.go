@@ -548,7 +548,7 @@ func (r *campaignRun) export(ctx context.Context, out *sink.File) error {
 // so far for the next run to carry over. A failure is logged, not fatal:
 // the final write is the one that counts.
 func (r *campaignRun) checkpoint(ctx context.Context) {
-	out, err := sink.Create(r.cfg.out, r.columns)
+	out, err := r.out.Sibling()
 	if err == nil {
 		err = r.export(ctx, out)
 	}

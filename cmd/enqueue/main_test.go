@@ -972,6 +972,17 @@ func TestLocalCheckpoint(t *testing.T) {
 	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("checkpoint mode = %v (err %v), want 0600", fi.Mode().Perm(), err)
 	}
+
+	// A second run writing the same --out meanwhile is refused before it
+	// enqueues anything: the two would overwrite each other's links.
+	second := runCmd(t, "--sandbox", "--local", "--csv", writeProfiles(t, 2), "--out", out)
+	if second.err == nil || !strings.Contains(second.err.Error(), "another run is writing it") ||
+		!strings.Contains(second.err.Error(), "nothing was enqueued") {
+		t.Errorf("a second run on the same --out: err %v, want it refused, nothing enqueued", second.err)
+	}
+	if data, _ := os.ReadFile(out); !bytes.Contains(data, []byte(",pending,")) {
+		t.Errorf("%s after the refused run does not hold the first run's checkpoint:\n%s", out, data)
+	}
 	cancel()
 	<-done
 }

@@ -2,8 +2,11 @@
 
 package sink
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
-// tryLock takes no lock where flock(2) is missing: it reports false, so
-// that removeOrphans takes no temporary file for a dead writer's.
-func tryLock(*os.File) (bool, error) { return false, nil }
+// tryLock takes no lock where flock(2) is missing: outputs are then not
+// claimed (see claimOutput).
+func tryLock(*os.File) (bool, error) { return false, errors.ErrUnsupported }

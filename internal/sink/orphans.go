@@ -1,28 +1,81 @@
 package sink
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+	"sync"
 )
 
-// orphanMinAge is how old a temporary file must be before it can be taken
-// for a dead writer's: it covers the moment between a writer's CreateTemp
-// and its lock, in which the file is new and not locked yet.
-const orphanMinAge = 10 * time.Second
+// ErrBusy is the error Create returns for an output that another process
+// is writing now.
+var ErrBusy = errors.New("another run is writing it now; let that run finish, or write elsewhere")
 
 // tempPattern is the os.CreateTemp pattern of path's temporary files.
 func tempPattern(path string) string { return "." + filepath.Base(path) + ".*.tmp" }
 
-// removeOrphans removes the temporary files of path that writers killed
-// before their rename (kill -9 in the middle of a checkpoint) left beside
-// it: they hold bearer URLs, and nothing else would remove them. A writer
-// holds a lock on its temporary file while it is open (Create), and the
-// system lets it go when the writer dies, so a file whose lock can be
-// taken has no writer. Files of live writers, in this process or another,
-// stay. It is best effort: a file it cannot open, lock or remove stays.
-func removeOrphans(path string, now time.Time) {
+// lockPath is the file whose lock a writer of path holds: .NAME.lock
+// beside it. It is left in place (empty) when the writer is done, for a
+// lock file removed could be locked by two writers at once.
+func lockPath(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".lock")
+}
+
+// claim is a writer's hold on an output: a lock on its lock file, taken
+// by Create and shared with the File's Siblings, let go when the last of
+// them is committed or aborted (or the process dies).
+type claim struct {
+	mu   sync.Mutex
+	lock *os.File // nil where the file system takes no locks
+	refs int
+}
+
+// claimOutput takes path's lock, or fails with ErrBusy when another
+// process holds it. Holding it, it removes the temporary files that
+// writers killed before their rename (kill -9 in the middle of a write)
+// left beside path: they hold bearer URLs, and no live writer can own
+// them. Where the file system takes no locks, it claims nothing and
+// removes nothing.
+func claimOutput(path string) (*claim, error) {
+	lf, err := os.OpenFile(lockPath(path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", path, err)
+	}
+	locked, err := tryLock(lf)
+	switch {
+	case err != nil:
+		lf.Close()
+		return &claim{refs: 1}, nil
+	case !locked:
+		lf.Close()
+		return nil, fmt.Errorf("output %s: %w", path, ErrBusy)
+	}
+	removeOrphans(path)
+	return &claim{lock: lf, refs: 1}, nil
+}
+
+// share adds a File to the claim.
+func (c *claim) share() {
+	c.mu.Lock()
+	c.refs++
+	c.mu.Unlock()
+}
+
+// release lets go of one File's share; the last one unlocks.
+func (c *claim) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refs--; c.refs == 0 && c.lock != nil {
+		c.lock.Close()
+		c.lock = nil
+	}
+}
+
+// removeOrphans removes path's temporary files. It is best effort: a
+// file it cannot remove stays.
+func removeOrphans(path string) {
 	dir := filepath.Dir(path)
 	prefix, suffix, _ := strings.Cut(tempPattern(path), "*")
 	entries, err := os.ReadDir(dir)
@@ -31,26 +84,9 @@ func removeOrphans(path string, now time.Time) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || len(name) <= len(prefix)+len(suffix) ||
-			!strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) {
-			continue
+		if e.Type().IsRegular() && len(name) > len(prefix)+len(suffix) &&
+			strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix) {
+			os.Remove(filepath.Join(dir, name))
 		}
-		info, err := e.Info()
-		if err != nil || now.Sub(info.ModTime()) < orphanMinAge {
-			continue
-		}
-		removeIfUnlocked(filepath.Join(dir, name))
-	}
-}
-
-// removeIfUnlocked removes the file at p when no one holds its lock.
-func removeIfUnlocked(p string) {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	if ok, err := tryLock(f); err == nil && ok {
-		os.Remove(p)
 	}
 }

@@ -4,10 +4,12 @@ package sink
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,9 +36,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// startWriter runs a writer of path in another process, waits until its
-// temporary file holds a row, and dates that file back past orphanMinAge.
-func startWriter(t *testing.T, path string) *exec.Cmd {
+// startWriter runs a writer of path in another process and waits until
+// its temporary file holds a row. It returns the process and the name of
+// that file.
+func startWriter(t *testing.T, path string) (*exec.Cmd, string) {
 	t.Helper()
 	before := tempFiles(t, path)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -52,13 +55,13 @@ func startWriter(t *testing.T, path string) *exec.Cmd {
 	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
 		t.Fatalf("writer said %q, %v; want ready", line, err)
 	}
-	old := time.Now().Add(-2 * orphanMinAge)
 	for _, name := range tempFiles(t, path) {
 		if !slices.Contains(before, name) {
-			os.Chtimes(filepath.Join(filepath.Dir(path), name), old, old)
+			return cmd, name
 		}
 	}
-	return cmd
+	t.Fatal("the writer made no temporary file")
+	return nil, ""
 }
 
 // tempFiles lists the names of path's temporary files.
@@ -74,72 +77,83 @@ func tempFiles(t *testing.T, path string) []string {
 	return names
 }
 
-// TestCreateRemovesWhatKilledWritersLeft: the temporary file (holding a
-// URL) of a writer killed with SIGKILL goes when the output is next
-// created; that of a live writer, in another process or in this one, stays
-// however long it has gone unwritten, and so do a new unlocked one (a
-// writer between its CreateTemp and its lock) and other outputs' files.
-func TestCreateRemovesWhatKilledWritersLeft(t *testing.T) {
+// TestCreateRefusesALiveWriter: while another process writes an output,
+// Create of it fails with ErrBusy and leaves that writer's file alone;
+// once the writer is killed (SIGKILL, no clean-up of its own), Create
+// takes the output and removes the file it left, which holds a URL.
+// Another output's temporary file stays.
+func TestCreateRefusesALiveWriter(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.csv")
-
 	other := filepath.Join(dir, ".other.csv.1.tmp")
-	young := filepath.Join(dir, ".out.csv.2.tmp")
-	for _, p := range []string{other, young} {
-		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := time.Now().Add(-2 * orphanMinAge)
-	os.Chtimes(other, old, old)
-
-	// This process's own open output, unwritten for long (a long local
-	// run holds it from its start).
-	mine, err := Create(path, nil)
-	if err != nil {
+	if err := os.WriteFile(other, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer mine.Abort()
-	os.Chtimes(mine.tmp.Name(), old, old)
 
-	alive := startWriter(t, path)
-	withAlive := tempFiles(t, path)
-	killed := startWriter(t, path)
-	var killedName string
-	for _, n := range tempFiles(t, path) {
-		if !slices.Contains(withAlive, n) {
-			killedName = n
-		}
+	writer, left := startWriter(t, path)
+	if _, err := Create(path, nil); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Create while another process writes: err %v, want ErrBusy", err)
 	}
-	if killedName == "" {
-		t.Fatal("the second writer made no temporary file")
+	if got := tempFiles(t, path); !slices.Equal(got, []string{left}) {
+		t.Errorf("temporary files after the refused Create: %v, want only the writer's %s", got, left)
 	}
-	killed.Process.Kill()
-	killed.Wait()
 
+	writer.Process.Kill()
+	writer.Wait()
 	f, err := Create(path, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Create after the writer was killed: %v", err)
 	}
-	f.Abort()
-
-	got := tempFiles(t, path)
-	if slices.Contains(got, killedName) {
-		t.Errorf("the killed writer's %s remains; want it removed", killedName)
-	}
-	for _, name := range withAlive { // this process's, the live writer's, the young one
-		if !slices.Contains(got, name) {
-			t.Errorf("%s was removed; want it kept (temporary files now: %v)", name, got)
-		}
-	}
-	if len(withAlive) != 3 {
-		t.Errorf("before the kill: %v, want 3 temporary files (this process's, the live writer's, the young one)", withAlive)
+	defer f.Abort()
+	if got := tempFiles(t, path); slices.Contains(got, left) || len(got) != 1 {
+		t.Errorf("temporary files: %v, want only the new File's (the killed writer's %s removed)", got, left)
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("another output's temporary file: %v, want it kept", err)
 	}
-	if alive.ProcessState != nil {
-		t.Error("the live writer exited")
+}
+
+// TestSiblingSharesTheLock: a run that holds its output open writes
+// checkpoints of it (Sibling) without removing its own file; the output
+// is free again once every File of it is done.
+func TestSiblingSharesTheLock(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "out.csv")
+	f, err := Create(path, []string{"email"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	cp, err := f.Sibling()
+	if err != nil {
+		t.Fatalf("Sibling: %v", err)
+	}
+	if err := cp.Write([]string{"a@example.com"}, campaign.Result{}, "uprof_a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Commit(); err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	if _, err := os.Stat(f.tmp.Name()); err != nil {
+		t.Fatalf("the run's own file after a checkpoint: %v, want it kept", err)
+	}
+	if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "email,user_profile_id,") || !strings.Contains(string(b), "a@example.com") {
+		t.Errorf("checkpoint wrote %q", b)
+	}
+	// One writer an output, in this process too: a second Create is not
+	// a Sibling.
+	if _, err := Create(path, nil); !errors.Is(err, ErrBusy) {
+		t.Errorf("a second Create while the output is held: err %v, want ErrBusy", err)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatalf("final write: %v", err)
+	}
+	if got := tempFiles(t, path); len(got) != 0 {
+		t.Errorf("temporary files after both writes: %v, want none", got)
+	}
+	again, err := Create(path, nil)
+	if err != nil {
+		t.Fatalf("Create once every File is done: %v", err)
+	}
+	again.Abort()
 }

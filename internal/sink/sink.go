@@ -123,6 +123,8 @@ type File struct {
 	path   string
 	format Format
 	tmp    *os.File
+	claim  *claim // path's lock, shared with Siblings
+	done   bool   // committed or aborted
 	bw     *bufio.Writer
 	cw     *csv.Writer
 	header []string
@@ -141,7 +143,11 @@ type File struct {
 }
 
 // Create starts writing path with these passthrough columns. It fails at
-// once when the directory is not writable, before any work is done.
+// once when the directory is not writable, before any work is done, and
+// with ErrBusy when another process is writing path: a writer holds
+// path's lock (.NAME.lock beside it) until its File is committed or
+// aborted. Taking the lock, it removes the temporary files that killed
+// writers left (they hold URLs).
 func Create(path string, passthrough []string) (*File, error) {
 	format, err := FormatOf(path)
 	if err != nil {
@@ -150,6 +156,35 @@ func Create(path string, passthrough []string) (*File, error) {
 	if err := checkHeader(passthrough); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
+	c, err := claimOutput(path)
+	if err != nil {
+		return nil, err
+	}
+	header := append(append([]string{}, passthrough...), Columns...)
+	f, err := newFile(path, format, header, c)
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Sibling starts another write of f's output, with f's columns and under
+// f's lock, while f stays open: a checkpoint of a run that holds f until
+// its end. Its MinValidity and Now are f's.
+func (f *File) Sibling() (*File, error) {
+	f.claim.share()
+	s, err := newFile(f.path, f.format, f.header, f.claim)
+	if err != nil {
+		f.claim.release()
+		return nil, err
+	}
+	s.Now, s.MinValidity = f.Now, f.MinValidity
+	return s, nil
+}
+
+// newFile starts a temporary file for path under claim c.
+func newFile(path string, format Format, header []string, c *claim) (*File, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
@@ -159,16 +194,10 @@ func Create(path string, passthrough []string) (*File, error) {
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
-	// The lock tells this file from a dead writer's until it is closed;
-	// then the files that dead writers left go. Where the file system
-	// takes no locks, no file is taken for a dead writer's, so a failed
-	// lock costs only the clean-up.
-	tryLock(tmp)
-	removeOrphans(path, time.Now())
 	f := &File{
-		path: path, format: format, tmp: tmp,
+		path: path, format: format, tmp: tmp, claim: c,
 		bw:     bufio.NewWriterSize(tmp, 1<<16),
-		header: append(append([]string{}, passthrough...), Columns...),
+		header: header,
 		Now:    time.Now,
 	}
 	f.enc = json.NewEncoder(&f.buf)
@@ -177,7 +206,8 @@ func Create(path string, passthrough []string) (*File, error) {
 		f.cw = csv.NewWriter(f.bw)
 		f.cw.UseCRLF = true // RFC 4180 line breaks, inside fields too
 		if err := f.cw.Write(f.header); err != nil {
-			f.Abort()
+			tmp.Close()
+			os.Remove(tmp.Name())
 			return nil, fmt.Errorf("output %s: %w", path, err)
 		}
 	}
@@ -284,15 +314,30 @@ func (f *File) Commit() error {
 	}
 	if err != nil {
 		os.Remove(f.tmp.Name())
+	}
+	f.finish()
+	if err != nil {
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
 	return nil
 }
 
-// Abort drops the file.
+// Abort drops the file. After Commit it does nothing.
 func (f *File) Abort() {
+	if f.done {
+		return
+	}
 	f.tmp.Close()
 	os.Remove(f.tmp.Name())
+	f.finish()
+}
+
+// finish lets go of the file's share of its output's lock, once.
+func (f *File) finish() {
+	if !f.done {
+		f.done = true
+		f.claim.release()
+	}
 }
 
 // Path is the file's final name.
