@@ -36,12 +36,15 @@ type claim struct {
 // process holds it. Holding it, it removes the temporary files that
 // writers killed before their rename (kill -9 in the middle of a write)
 // left beside path: they hold bearer URLs, and no live writer can own
-// them. Where the file system takes no locks, it claims nothing and
-// removes nothing.
+// them. Where the lock cannot be had (a file system that takes no locks,
+// a lock file this user may not open), it claims nothing and removes
+// nothing: the write goes on as it would without the lock.
 func claimOutput(path string) (*claim, error) {
-	lf, err := os.OpenFile(lockPath(path), os.O_RDWR|os.O_CREATE, 0o600)
+	// Empty and read-only, so that any user who may write the output can
+	// lock it, whoever made it.
+	lf, err := os.OpenFile(lockPath(path), os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, err)
+		return &claim{refs: 1}, nil
 	}
 	locked, err := tryLock(lf)
 	switch {
