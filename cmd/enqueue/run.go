@@ -21,6 +21,7 @@ import (
 	"github.com/enrollq/enrollq/internal/redisconn"
 	"github.com/enrollq/enrollq/internal/sandbox"
 	"github.com/enrollq/enrollq/internal/sink"
+	"github.com/enrollq/enrollq/internal/tasks"
 	"github.com/enrollq/enrollq/internal/worker"
 )
 
@@ -109,6 +110,8 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		Redis: rdb, Queue: cfg.queue, Concurrency: cfg.workers,
 		Rate: cfg.rate, Burst: cfg.burst, Client: cfg.api, Logger: log,
 		ShutdownTimeout: localShutdownTimeout(cfg.api.Timeout),
+		// A pause ends a local run and its embedded Redis with it.
+		Handler: tasks.HandlerConfig{ResumeHint: "run the same command again: the profiles done so far are carried over from --out"},
 	}
 	var outbox *sink.Outbox
 	if cfg.sink.Target != "" {

@@ -126,6 +126,12 @@ type HandlerConfig struct {
 	// Default DefaultPauseDelay.
 	PauseDelay time.Duration
 
+	// ResumeHint is what the log of a pause tells the operator to do once
+	// the fault is fixed. Default: the enqueue --resume command of the
+	// queue, a fleet's way; a local run, which ends at a pause, says to
+	// run again.
+	ResumeHint string
+
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now
 }
@@ -468,9 +474,16 @@ func (a *attempt) pause(d Decision, callErr error, requestID string) error {
 	}
 	a.log().Error("queue paused: the API refused the account, not the profile",
 		"queue", a.queue, "reason", d.Reason, "request_id", requestID, "error", callErr,
-		"fix", fixFor(d.Reason),
-		"resume", "go run ./cmd/enqueue --resume --queue "+a.queue+" (with the same --redis-url)")
+		"fix", fixFor(d.Reason), "resume", a.resumeHint())
 	return &waitError{delay: cfg.PauseDelay, err: callErr}
+}
+
+// resumeHint is HandlerConfig.ResumeHint, or the fleet's resume command.
+func (a *attempt) resumeHint() string {
+	if h := a.h.cfg.ResumeHint; h != "" {
+		return h
+	}
+	return "go run ./cmd/enqueue --resume --queue " + a.queue + " (with the same --redis-url)"
 }
 
 // isAlreadyPaused spots asynq's answer to pausing a paused queue, which is

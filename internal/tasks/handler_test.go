@@ -269,6 +269,17 @@ func TestHandlerPausesOnAccountFaults(t *testing.T) {
 		if _, ok := b.result(t); ok {
 			t.Errorf("%d: an account fault recorded a result", e.StatusCode)
 		}
+		if want := `resume="go run ./cmd/enqueue --resume --queue q-` + b.campaign; !strings.Contains(b.logs.String(), want) {
+			t.Errorf("%d: the pause's log lacks %s:\n%s", e.StatusCode, want, b.logs.String())
+		}
+	}
+
+	// A local run, which ends at a pause, has its own advice.
+	b := setup(t, &client.Error{Kind: client.KindAPI, StatusCode: 401, Type: "authentication_error"})
+	b.handler.cfg.ResumeHint = "run the same command again"
+	b.run(t, context.Background(), 0, Payload{})
+	if logs := b.logs.String(); !strings.Contains(logs, `resume="run the same command again"`) || strings.Contains(logs, "--resume") {
+		t.Errorf("the pause's log with a ResumeHint:\n%s\nwant only the hint", logs)
 	}
 }
 
