@@ -896,6 +896,18 @@ func TestEmptyInputSaysSo(t *testing.T) {
 		t.Errorf("no rows: --out became %q, want it untouched", got)
 	}
 
+	// An empty file, not even a header: no export at all, a failure.
+	if err := os.WriteFile(in, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = runCmd(t, "--local", "--sandbox", "--csv", in, "--out", out)
+	if res.err == nil || !strings.Contains(res.err.Error(), "no header row: the input is empty") {
+		t.Errorf("an empty file: err = %v, want 'no header row: the input is empty'", res.err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != earlier {
+		t.Errorf("an empty file: --out became %q, want it untouched", got)
+	}
+
 	// Rows but no valid id: the wrong file or column, a failure.
 	if err := os.WriteFile(in, []byte("user_profile_id,email\r\nnot-an-id,a@example.com\r\n"), 0o600); err != nil {
 		t.Fatal(err)
