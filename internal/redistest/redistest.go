@@ -10,8 +10,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +61,10 @@ var unsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 func Real() bool { return os.Getenv("REDIS_URL") != "" }
 
 // Name returns a name unique to this test run, for queues and campaigns.
+// On a real server, the enrollq and asynq keys of the name (and of names
+// that start with it) are deleted when the test ends, and the name leaves
+// the campaign index: campaign keys would otherwise stay for their 30
+// days, asynq's counters for good.
 func Name(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
@@ -67,7 +73,45 @@ func Name(t testing.TB) string {
 	if len(n) > 60 {
 		n = n[:60]
 	}
-	return "t-" + n + "-" + hex.EncodeToString(b)
+	name := "t-" + n + "-" + hex.EncodeToString(b)
+	if Real() {
+		t.Cleanup(func() { deleteNamed(t, name) })
+	}
+	return name
+}
+
+// campaignIndex is internal/campaign's index of campaigns by last use.
+const campaignIndex = "enrollq:campaigns"
+
+// deleteNamed deletes the enrollq keys whose hash tag starts with name
+// from the server at REDIS_URL. A failure is reported, not fatal: the
+// test itself is over.
+func deleteNamed(t testing.TB, name string) {
+	opts, err := redis.ParseURL(os.Getenv("REDIS_URL"))
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Names hold only [A-Za-z0-9._-], none of them special in a pattern;
+	// asynq's keys of the name's queues too (its counters outlive
+	// DeleteQueue).
+	iter := rdb.Scan(ctx, 0, "*:{"+name+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if k := iter.Val(); strings.HasPrefix(k, "enrollq:") || strings.HasPrefix(k, "asynq:") {
+			rdb.Del(ctx, k)
+		}
+	}
+	members, _, err := rdb.ZScan(ctx, campaignIndex, 0, name+"*", 1000).Result()
+	for i := 0; err == nil && i < len(members); i += 2 { // member, score
+		rdb.ZRem(ctx, campaignIndex, members[i])
+	}
+	if err := errors.Join(iter.Err(), err); err != nil {
+		t.Logf("redistest: delete the keys of %s: %v", name, err)
+	}
 }
 
 // DeleteQueueAtEnd deletes the asynq queue name, with its tasks, when the
