@@ -5,6 +5,7 @@
 // passthrough columns, then Columns. A File is written to a temporary file
 // beside its target and renamed into place by Commit, so an import never
 // sees half a file; it is created mode 0600, for it holds bearer URLs.
+// One process at a time writes an output (see Create).
 //
 // A URL that has expired by the time it is written is never handed on: its
 // row says status "expired" and carries no URL.
@@ -173,6 +174,9 @@ func Create(path string, passthrough []string) (*File, error) {
 // f's lock, while f stays open: a checkpoint of a run that holds f until
 // its end. Its MinValidity and Now are f's.
 func (f *File) Sibling() (*File, error) {
+	if f.done {
+		return nil, fmt.Errorf("output %s: its File is already committed or aborted", f.path)
+	}
 	f.claim.share()
 	s, err := newFile(f.path, f.format, f.header, f.claim)
 	if err != nil {
