@@ -80,16 +80,30 @@ func (c *claim) release() {
 // file it cannot remove stays.
 func removeOrphans(path string) {
 	dir := filepath.Dir(path)
-	prefix, suffix, _ := strings.Cut(tempPattern(path), "*")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if e.Type().IsRegular() && len(name) > len(prefix)+len(suffix) &&
-			strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix) {
-			os.Remove(filepath.Join(dir, name))
+		if e.Type().IsRegular() && isTempOf(e.Name(), path) {
+			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
+}
+
+// isTempOf reports whether name is one of path's temporary files:
+// .NAME.<digits>.tmp, as os.CreateTemp names them, and not another
+// output's (.NAME.old.csv.<digits>.tmp is r.csv.old.csv's, not r.csv's).
+func isTempOf(name, path string) bool {
+	prefix, suffix, _ := strings.Cut(tempPattern(path), "*")
+	random, ok := strings.CutPrefix(name, prefix)
+	if random, ok = strings.CutSuffix(random, suffix); !ok || random == "" {
+		return false
+	}
+	for _, c := range random {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

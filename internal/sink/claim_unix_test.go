@@ -67,12 +67,15 @@ func startWriter(t *testing.T, path string) (*exec.Cmd, string) {
 // tempFiles lists the names of path's temporary files.
 func tempFiles(t *testing.T, path string) []string {
 	t.Helper()
-	names, err := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern(path)))
+	matches, err := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern(path)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, n := range names {
-		names[i] = filepath.Base(n)
+	var names []string
+	for _, m := range matches {
+		if name := filepath.Base(m); isTempOf(name, path) {
+			names = append(names, name)
+		}
 	}
 	return names
 }
@@ -86,7 +89,7 @@ func TestCreateRefusesALiveWriter(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.csv")
-	other := filepath.Join(dir, ".other.csv.1.tmp")
+	other := filepath.Join(dir, ".out.csv.old.csv.1.tmp") // out.csv.old.csv's, a name that starts with out.csv's
 	if err := os.WriteFile(other, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}

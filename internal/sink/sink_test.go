@@ -53,3 +53,27 @@ func TestCreateRefusesBadHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestIsTempOf: only os.CreateTemp's names for the output itself are its
+// temporary files; another output's, whose name starts with this one's,
+// is not (a live run's file was removed so).
+func TestIsTempOf(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		".r.csv.123.tmp":          true,
+		".r.csv.4294967295.tmp":   true,
+		".r.csv.old.csv.123.tmp":  false,
+		".r.csv..tmp":             false,
+		".r.csv.12a.tmp":          false,
+		"r.csv.123.tmp":           false,
+		".r.csv.123.tmp.keep":     false,
+		".r.csv.lock":             false,
+		".r.csvx.123.tmp":         false,
+		".e.csv.ok.csv.98765.tmp": false,
+		".r.jsonl.123.tmp":        false,
+	} {
+		if got := isTempOf(name, "/some/dir/r.csv"); got != want {
+			t.Errorf("isTempOf(%q, r.csv) = %v, want %v", name, got, want)
+		}
+	}
+}
