@@ -98,6 +98,13 @@ func TestCreateRefusesALiveWriter(t *testing.T) {
 	if _, err := Create(path, nil); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Create while another process writes: err %v, want ErrBusy", err)
 	}
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink("out.csv", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(link, nil); !errors.Is(err, ErrBusy) {
+		t.Errorf("Create of a link to the output while another process writes it: err %v, want ErrBusy", err)
+	}
 	if got := tempFiles(t, path); !slices.Equal(got, []string{left}) {
 		t.Errorf("temporary files after the refused Create: %v, want only the writer's %s", got, left)
 	}

@@ -148,7 +148,8 @@ type File struct {
 // with ErrBusy when another process is writing path: a writer holds
 // path's lock (.NAME.lock beside it) until its File is committed or
 // aborted. Taking the lock, it removes the temporary files that killed
-// writers left (they hold URLs).
+// writers left (they hold URLs). A path that is a symbolic link is
+// written through, to its target.
 func Create(path string, passthrough []string) (*File, error) {
 	format, err := FormatOf(path)
 	if err != nil {
@@ -157,6 +158,10 @@ func Create(path string, passthrough []string) (*File, error) {
 	if err := checkHeader(passthrough); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, err)
 	}
+	// A link to an output is written through: the lock, the temporary
+	// file and the rename are its target's, as for a run that names the
+	// target itself.
+	path = followLinks(path)
 	c, err := claimOutput(path)
 	if err != nil {
 		return nil, err
@@ -168,6 +173,30 @@ func Create(path string, passthrough []string) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// maxLinks bounds the links followLinks follows, against a loop.
+const maxLinks = 8
+
+// followLinks returns what path names once its symbolic links are
+// followed, dangling ones too (an output not written yet): path itself
+// when it is no link.
+func followLinks(path string) string {
+	for range maxLinks {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return path
 }
 
 // Sibling starts another write of f's output, with f's columns and under
