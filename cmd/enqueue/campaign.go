@@ -80,14 +80,16 @@ func prepare(ctx context.Context, cfg config, rdb redis.UniversalClient, stdin i
 	r.repeats.Finish()
 
 	if cfg.out != "" {
-		if r.prior, err = readExistingOut(cfg.out, cfg.campaign); err != nil {
-			r.close()
-			return nil, err
-		}
+		// The lock first: the rows carried over are then the last that
+		// another run wrote, not a checkpoint it was about to replace.
 		r.columns = recs.Columns()
 		if r.out, err = sink.Create(cfg.out, r.columns); err != nil {
 			r.close()
 			return nil, fmt.Errorf("--out: %w (nothing was enqueued)", err)
+		}
+		if r.prior, err = readExistingOut(cfg.out, cfg.campaign); err != nil {
+			r.close()
+			return nil, err
 		}
 	}
 	return r, nil

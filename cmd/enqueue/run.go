@@ -111,7 +111,7 @@ func runLocal(ctx context.Context, cfg config, stdin io.Reader, stdout io.Writer
 		Rate: cfg.rate, Burst: cfg.burst, Client: cfg.api, Logger: log,
 		ShutdownTimeout: localShutdownTimeout(cfg.api.Timeout),
 		// A pause ends a local run and its embedded Redis with it.
-		Handler: tasks.HandlerConfig{ResumeHint: "run the same command again: the profiles done so far are carried over from --out"},
+		Handler: tasks.HandlerConfig{ResumeHint: localResumeHint(cfg.out)},
 	}
 	var outbox *sink.Outbox
 	if cfg.sink.Target != "" {
@@ -220,4 +220,13 @@ func limitMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(producerMemoryLimit)
 	}
+}
+
+// localResumeHint is what a local run's pause log advises once the
+// account's fault is fixed: the run ends, so the same command again.
+func localResumeHint(out string) string {
+	if out == "" {
+		return "run the same command again"
+	}
+	return "run the same command again: the profiles done so far are carried over from " + out
 }
