@@ -330,7 +330,11 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		if bar == nil {
 			bar = r.newProgress("minting", "profiles", prog.Total)
 		}
-		bar.set(prog.Done(), fmt.Sprintf("%d failed", prog.Failed))
+		detail := fmt.Sprintf("%d failed", prog.Failed)
+		if notes.orphaned > 0 {
+			detail += fmt.Sprintf(", %d held by a stopped worker", notes.orphaned)
+		}
+		bar.set(prog.Done(), detail)
 		if prog.Pending() == 0 {
 			return nil
 		}

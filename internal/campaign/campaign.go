@@ -121,19 +121,25 @@ func key(campaign, part string) string {
 // URL it got. It may replace an expired one, whose re-mint failed. A
 // failure of a re-mint that Admit cleared the URL for brings that URL back
 // while it lives. kept is 1 when the result was stored, 0 when a live URL
-// outranked it; the live URL's result then takes the failure's attempts,
-// when more, so that they count the failed call too. Only a failure reads
-// the stash: a success, the hot path, costs no more for it.
+// outranked it. The live URL's result then counts the failed call in its
+// attempts: a stored one takes the failure's attempts when they are more
+// (they hold the earlier calls of a refresh or a second task), a stashed
+// one adds them (a re-mint counts afresh). Only a failure reads the
+// stash: a success, the hot path, costs no more for it.
 const putBody = `
 local kept = 1
 local st, val, exp = ARGV[2], ARGV[3], ARGV[5]
-local function withAttempts(live)
-  local n, r = tonumber(cjson.decode(ARGV[3])['attempts']), cjson.decode(live)
-  if n and n > (tonumber(r['attempts']) or 0) then
-    r['attempts'] = n
-    return cjson.encode(r)
+local function withAttempts(live, add)
+  local n, r = tonumber(cjson.decode(ARGV[3])['attempts']) or 0, cjson.decode(live)
+  local had = tonumber(r['attempts']) or 0
+  if add then
+    n = had + n
   end
-  return live
+  if n <= had then
+    return live
+  end
+  r['attempts'] = n
+  return cjson.encode(r)
 end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if st ~= 'created' then
@@ -142,14 +148,14 @@ if st ~= 'created' then
       kept = 0
       local live = redis.call('HGET', KEYS[1], ARGV[1])
       if live then
-        redis.call('HSET', KEYS[1], ARGV[1], withAttempts(live))
+        redis.call('HSET', KEYS[1], ARGV[1], withAttempts(live, false))
       end
     end
   else
     local sexp = tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0')
     local prev = sexp > tonumber(ARGV[6]) and redis.call('HGET', KEYS[6], ARGV[1])
     if prev then
-      st, val, exp, kept = 'created', withAttempts(prev), sexp, 2
+      st, val, exp, kept = 'created', withAttempts(prev, true), sexp, 2
     end
   end
 end

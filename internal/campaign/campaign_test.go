@@ -159,7 +159,7 @@ func TestRemintThatFailsKeepsTheLiveURL(t *testing.T) {
 
 	// The kept URL's row counts the failed call in its attempts.
 	want := map[string]Result{
-		"uprof_keep": {Status: StatusCreated, URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep", Attempts: 2},
+		"uprof_keep": {Status: StatusCreated, URL: "https://example.com/keep", ExpiresAt: soon, RequestID: "req_keep", Attempts: 3}, // 1 + the re-mint's 2
 		"uprof_new":  {Status: StatusCreated, URL: "https://example.com/new", ExpiresAt: later, Attempts: 1},
 		"uprof_gone": {Status: StatusFailed, ErrorType: "invalid_request_error", Attempts: 2},
 	}
