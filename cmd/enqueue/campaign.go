@@ -341,6 +341,7 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		if !local && time.Since(lastCheck) > fleetCheckEvery {
 			lastCheck = time.Now()
 			notes.check(insp, r.cfg.queue, bar)
+			notes.checkStranded(insp, r.cfg.queue, prog.Pending(), bar)
 		}
 		if local && r.out != nil && r.cfg.checkpoint > 0 && time.Since(lastSave) >= r.cfg.checkpoint {
 			r.checkpoint(ctx)
@@ -383,6 +384,28 @@ const fleetCheckEvery = 5 * time.Second
 type fleetNotes struct {
 	paused, unserved bool
 	orphaned         int
+	idleChecks       int  // checks in a row that found pending profiles and no task to run
+	stranded         bool // said so
+}
+
+// strandedAfter is how many checks in a row must find profiles pending
+// and the queue without a task to run before --wait says they have none:
+// the enqueue of a run still going (this run's own, or another's) puts
+// tasks on the queue within that time.
+const strandedAfter = 3
+
+// checkStranded says once when the campaign's pending profiles can have
+// no task: the queue has none left to run, check after check.
+func (n *fleetNotes) checkStranded(insp queueInspector, queue string, pending int64, bar *progress) {
+	qi, err := insp.GetQueueInfo(queue)
+	if err != nil || pending == 0 || qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating > 0 {
+		n.idleChecks = 0
+		return
+	}
+	if n.idleChecks++; n.idleChecks >= strandedAfter && !n.stranded {
+		n.stranded = true
+		bar.note(strandedNote(pending, queue))
+	}
 }
 
 // queueInspector is what fleetNotes reads of the queue. *asynq.Inspector

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/enrollq/enrollq/internal/campaign"
 	"github.com/enrollq/enrollq/internal/redistest"
 	"github.com/enrollq/enrollq/internal/sandbox"
 )
@@ -155,6 +157,63 @@ func TestStatus(t *testing.T) {
 	for _, w := range []string{"created  30\n", "pending  0\n", ": running\n", "done: every profile has a result"} {
 		if !strings.Contains(res.out, w) {
 			t.Errorf("status after the workers lacks %q:\n%s", w, res.out)
+		}
+	}
+
+	// Profiles that a killed enqueue counted but never enqueued: no task
+	// will ever run for them, and --status says what to do.
+	if _, err := campaign.NewStore(rdb, time.Hour).Admit(context.Background(), name,
+		[]string{"uprof_01Stranded0000000000001", "uprof_01Stranded0000000000002"}); err != nil {
+		t.Fatal(err)
+	}
+	res = runCmd(t, append(base, "--status", "--status-sample", "0", "--json")...)
+	if err := json.Unmarshal([]byte(res.out), &rep); err != nil || rep.Stranded != 2 || rep.Pending != 2 || rep.Done {
+		t.Errorf("status --json with 2 profiles without a task: %+v (%v), want stranded 2, pending 2, not done", rep, err)
+	}
+	res = runCmd(t, append(base, "--status", "--status-sample", "0")...)
+	if want := "2 profiles have no result and queue " + name + " has no task left to run"; !strings.Contains(res.out, want) ||
+		!strings.Contains(res.out, "run the same input again") {
+		t.Errorf("status with 2 profiles without a task lacks %q:\n%s", want, res.out)
+	}
+}
+
+// TestFleetNotesStranded: --wait says once, after a few checks, that the
+// campaign's pending profiles have no task on the queue; a queue with
+// tasks to run, or no profile pending, says nothing.
+func TestFleetNotesStranded(t *testing.T) {
+	t.Parallel()
+	var lines bytes.Buffer
+	bar := newProgress(nil, &lines, "minting", "profiles", 100)
+	insp := &fakeInspector{}
+	var notes fleetNotes
+	check := func(pending int64, queued int) string {
+		t.Helper()
+		insp.info.Pending = queued
+		lines.Reset()
+		notes.checkStranded(insp, "q1", pending, bar)
+		return lines.String()
+	}
+	for i := range strandedAfter - 1 {
+		if got := check(7, 0); got != "" {
+			t.Fatalf("check %d of an idle queue: noted %q, want nothing yet", i+1, got)
+		}
+	}
+	if got := check(7, 1); got != "" {
+		t.Errorf("a task to run: noted %q, want nothing", got)
+	}
+	for range strandedAfter - 1 {
+		check(7, 0)
+	}
+	if got := check(7, 0); !strings.HasPrefix(got, "7 profiles have no result and queue q1 has no task left to run") {
+		t.Errorf("the %dth idle check in a row: noted %q", strandedAfter, got)
+	}
+	if got := check(7, 0); got != "" {
+		t.Errorf("once said, noted again: %q", got)
+	}
+	notes = fleetNotes{}
+	for range strandedAfter + 1 {
+		if got := check(0, 0); got != "" {
+			t.Errorf("nothing pending: noted %q", got)
 		}
 	}
 }

@@ -47,6 +47,12 @@ type statusReport struct {
 	// new ones replace them; the queue's tasks say it is not over.
 	Done bool `json:"done"`
 
+	// Stranded is Pending when the queue has no task left to run: those
+	// profiles were counted by an enqueue that was killed before it
+	// enqueued their tasks, and only running the same input again ends
+	// the campaign.
+	Stranded int64 `json:"stranded,omitempty"`
+
 	// RatePerSecond is results a second over the sample; ETASeconds is
 	// Pending at that rate, absent when the rate is zero or not measured.
 	RatePerSecond float64  `json:"rate_per_second"`
@@ -114,6 +120,9 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		rep.QueueQueued = qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
 	}
 	rep.Done = rep.Pending == 0 && rep.QueueQueued == 0
+	if rep.Pending > 0 && rep.QueueQueued == 0 {
+		rep.Stranded = rep.Pending
+	}
 	if servers, err := insp.Servers(); err == nil {
 		for _, s := range servers {
 			if _, ok := s.Queues[cfg.queue]; ok {
@@ -156,6 +165,8 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 	switch {
 	case r.Done:
 		fmt.Fprintln(w, "done: every profile has a result")
+	case r.Stranded > 0:
+		fmt.Fprintln(w, strandedNote(r.Stranded, r.Queue))
 	case r.Pending == 0:
 		fmt.Fprintf(w, "every profile has a result; %d tasks still queued on %s (a refresh, a retry, or another campaign)\n",
 			r.QueueQueued, r.Queue)
@@ -166,4 +177,10 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 	default:
 		fmt.Fprintf(w, "no result in the last %s: no ETA (paused, no worker, or waiting out a rate limit)\n", sample)
 	}
+}
+
+// strandedNote says what to do about profiles counted with no task.
+func strandedNote(n int64, queue string) string {
+	return fmt.Sprintf("%d profiles have no result and queue %s has no task left to run: an enqueue of this campaign "+
+		"was killed (kill -9, a second Ctrl-C) before it enqueued them; run the same input again to enqueue them", n, queue)
 }
