@@ -321,12 +321,21 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 	}()
 	lastCheck := time.Now() // workers may take a heartbeat to show up
 	lastSave := time.Now()
-	var notes fleetNotes
+	var (
+		notes fleetNotes
+		prog  campaign.Progress
+	)
 	for {
-		prog, err := r.store.Progress(ctx, r.cfg.campaign)
+		next, err := r.store.Progress(ctx, r.cfg.campaign)
 		if err != nil {
+			if ctx.Err() != nil {
+				// Stopped while the read was out: an interruption like any
+				// other (finish counts what the file holds).
+				return &interruptedError{done: prog.Done(), total: prog.Total, err: ctx.Err()}
+			}
 			return err
 		}
+		prog = next
 		if bar == nil {
 			bar = r.newProgress("minting", "profiles", prog.Total)
 		}
