@@ -350,7 +350,9 @@ func (r *campaignRun) follow(ctx context.Context, local bool) error {
 		if !local && time.Since(lastCheck) > fleetCheckEvery {
 			lastCheck = time.Now()
 			notes.check(insp, r.cfg.queue, bar)
-			notes.checkStranded(insp, r.cfg.queue, prog.Pending(), bar)
+			if n := notes.checkStranded(insp, r.cfg.queue, prog.Pending()); n > 0 {
+				return strandedError{n: n, queue: r.cfg.queue}
+			}
 		}
 		if local && r.out != nil && r.cfg.checkpoint > 0 && time.Since(lastSave) >= r.cfg.checkpoint {
 			r.checkpoint(ctx)
@@ -393,29 +395,38 @@ const fleetCheckEvery = 5 * time.Second
 type fleetNotes struct {
 	paused, unserved bool
 	orphaned         int
-	idleChecks       int  // checks in a row that found pending profiles and no task to run
-	stranded         bool // said so
+	idleChecks       int // checks in a row that found pending profiles and no task to run
 }
 
 // strandedAfter is how many checks in a row must find profiles pending
-// and the queue without a task to run before --wait says they have none:
-// the enqueue of a run still going (this run's own, or another's) puts
-// tasks on the queue within that time.
+// and the queue without a task to run before --wait takes it that they
+// have none: the enqueue of a run still going (this run's own, or
+// another's) puts tasks on the queue within that time.
 const strandedAfter = 3
 
-// checkStranded says once when the campaign's pending profiles can have
-// no task: the queue has none left to run, check after check.
-func (n *fleetNotes) checkStranded(insp queueInspector, queue string, pending int64, bar *progress) {
+// checkStranded returns the campaign's pending profiles once they can
+// have no task, the queue having none left to run check after check, and
+// else 0.
+func (n *fleetNotes) checkStranded(insp queueInspector, queue string, pending int64) int64 {
 	qi, err := insp.GetQueueInfo(queue)
 	if err != nil || pending == 0 || qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating > 0 {
 		n.idleChecks = 0
-		return
+		return 0
 	}
-	if n.idleChecks++; n.idleChecks >= strandedAfter && !n.stranded {
-		n.stranded = true
-		bar.note(strandedNote(pending, queue))
+	if n.idleChecks++; n.idleChecks < strandedAfter {
+		return 0
 	}
+	return pending
 }
+
+// strandedError ends a --wait whose campaign has profiles that no task
+// will ever run: waiting longer would wait for good.
+type strandedError struct {
+	n     int64
+	queue string
+}
+
+func (e strandedError) Error() string { return strandedNote(e.n, e.queue) + " (--wait stopped waiting)" }
 
 // queueInspector is what fleetNotes reads of the queue. *asynq.Inspector
 // is one.

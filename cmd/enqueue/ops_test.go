@@ -177,44 +177,41 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// TestFleetNotesStranded: --wait says once, after a few checks, that the
-// campaign's pending profiles have no task on the queue; a queue with
-// tasks to run, or no profile pending, says nothing.
+// TestFleetNotesStranded: --wait takes the campaign's pending profiles
+// for taskless after a few checks in a row that find the queue with no
+// task to run; a task to run, or no profile pending, starts the count
+// again.
 func TestFleetNotesStranded(t *testing.T) {
 	t.Parallel()
-	var lines bytes.Buffer
-	bar := newProgress(nil, &lines, "minting", "profiles", 100)
 	insp := &fakeInspector{}
 	var notes fleetNotes
-	check := func(pending int64, queued int) string {
-		t.Helper()
+	check := func(pending int64, queued int) int64 {
 		insp.info.Pending = queued
-		lines.Reset()
-		notes.checkStranded(insp, "q1", pending, bar)
-		return lines.String()
+		return notes.checkStranded(insp, "q1", pending)
 	}
 	for i := range strandedAfter - 1 {
-		if got := check(7, 0); got != "" {
-			t.Fatalf("check %d of an idle queue: noted %q, want nothing yet", i+1, got)
+		if got := check(7, 0); got != 0 {
+			t.Fatalf("check %d of an idle queue: %d stranded, want none yet", i+1, got)
 		}
 	}
-	if got := check(7, 1); got != "" {
-		t.Errorf("a task to run: noted %q, want nothing", got)
+	if got := check(7, 1); got != 0 {
+		t.Errorf("a task to run: %d stranded, want none", got)
 	}
 	for range strandedAfter - 1 {
 		check(7, 0)
 	}
-	if got := check(7, 0); !strings.HasPrefix(got, "7 profiles have no result and queue q1 has no task left to run") {
-		t.Errorf("the %dth idle check in a row: noted %q", strandedAfter, got)
-	}
-	if got := check(7, 0); got != "" {
-		t.Errorf("once said, noted again: %q", got)
+	if got := check(7, 0); got != 7 {
+		t.Errorf("the %dth idle check in a row: %d stranded, want 7", strandedAfter, got)
 	}
 	notes = fleetNotes{}
 	for range strandedAfter + 1 {
-		if got := check(0, 0); got != "" {
-			t.Errorf("nothing pending: noted %q", got)
+		if got := check(0, 0); got != 0 {
+			t.Errorf("nothing pending: %d stranded, want none", got)
 		}
+	}
+	if msg := (strandedError{n: 7, queue: "q1"}).Error(); !strings.HasPrefix(msg, "7 profiles have no result and queue q1 has no task left to run") ||
+		!strings.Contains(msg, "run the same input again") {
+		t.Errorf("strandedError = %q", msg)
 	}
 }
 

@@ -81,6 +81,10 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 	if on != "" && !cfg.queueSet {
 		cfg.queue = on
 	}
+	// Whether the queue had a task to run before the sample, for the
+	// stranded check below: one look could catch an enqueue between two
+	// batches.
+	idleBefore := queueIdle(insp, cfg.queue)
 	last := first
 	if first.Pending() > 0 && cfg.sample > 0 {
 		select {
@@ -120,7 +124,11 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		rep.QueueQueued = qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
 	}
 	rep.Done = rep.Pending == 0 && rep.QueueQueued == 0
-	if rep.Pending > 0 && rep.QueueQueued == 0 {
+	// Stranded only on the campaign's own queue (another queue's tasks
+	// say nothing of it), when the queue had nothing to run before and
+	// after the sample and no result came in between.
+	ownQueue := on == "" || on == cfg.queue
+	if ownQueue && rep.Pending > 0 && rep.QueueQueued == 0 && idleBefore && last.Done() == first.Done() {
 		rep.Stranded = rep.Pending
 	}
 	if servers, err := insp.Servers(); err == nil {
@@ -183,4 +191,19 @@ func printStatus(w io.Writer, r statusReport, sample time.Duration) {
 func strandedNote(n int64, queue string) string {
 	return fmt.Sprintf("%d profiles have no result and queue %s has no task left to run: an enqueue of this campaign "+
 		"was killed (kill -9, a second Ctrl-C) before it enqueued them; run the same input again to enqueue them", n, queue)
+}
+
+// queueIdle reports whether queue has no task to run: none pending,
+// active, scheduled, retrying or aggregating, or no such queue. An error
+// reading it counts as not idle.
+func queueIdle(insp *asynq.Inspector, queue string) bool {
+	queues, err := insp.Queues()
+	if err != nil {
+		return false
+	}
+	if !slices.Contains(queues, queue) {
+		return true
+	}
+	qi, err := insp.GetQueueInfo(queue)
+	return err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating == 0
 }

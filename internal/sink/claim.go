@@ -95,7 +95,10 @@ func removeOrphans(path string) {
 // .NAME.<digits>.tmp, as os.CreateTemp names them, and not another
 // output's (.NAME.old.csv.<digits>.tmp is r.csv.old.csv's, not r.csv's).
 func isTempOf(name, path string) bool {
-	prefix, suffix, _ := strings.Cut(tempPattern(path), "*")
+	// os.CreateTemp puts the random part at the pattern's last '*'.
+	pattern := tempPattern(path)
+	star := strings.LastIndex(pattern, "*")
+	prefix, suffix := pattern[:star], pattern[star+1:]
 	random, ok := strings.CutPrefix(name, prefix)
 	if random, ok = strings.CutSuffix(random, suffix); !ok || random == "" {
 		return false

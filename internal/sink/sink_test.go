@@ -76,4 +76,8 @@ func TestIsTempOf(t *testing.T) {
 			t.Errorf("isTempOf(%q, r.csv) = %v, want %v", name, got, want)
 		}
 	}
+	// A '*' in the output's name: the random part is at the last one.
+	if !isTempOf(".a*b.csv.3401111337.tmp", "a*b.csv") || isTempOf(".a*b.csv.x.tmp", "a*b.csv") {
+		t.Error("isTempOf does not tell a*b.csv's temporary files")
+	}
 }
