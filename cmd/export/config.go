@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/enrollq/enrollq/internal/campaign"
@@ -103,7 +102,7 @@ func (c *config) validate(now time.Time) error {
 		if _, err := sink.FormatOf(c.failures); err != nil {
 			return usageError{fmt.Errorf("--failures: %w", err)}
 		}
-		if filepath.Clean(c.failures) == filepath.Clean(c.out) {
+		if sink.SameOutput(c.failures, c.out) {
 			return usageError{fmt.Errorf("--failures %s is --out: name another file", c.failures)}
 		}
 	}

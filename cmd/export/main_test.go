@@ -239,12 +239,18 @@ func TestExportWarnsBeforeSendTime(t *testing.T) {
 func TestExportUsageErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	link := filepath.Join(b.dir, "link.csv") // a link to --out's file
+	if err := os.Symlink(filepath.Join(b.dir, "e.csv"), link); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--out", "x.txt"}, "--out"},
 		{[]string{"--out", "a.csv", "--failures", "a.csv"}, "--failures"},
+		{[]string{"--out", filepath.Join(b.dir, "e.csv"), "--failures", link}, "--failures"},
+		{[]string{"--out", "./a.csv", "--failures", "a.csv"}, "--failures"},
 		{[]string{"--out", "a.csv", "--min-validity", "-1m"}, "--min-validity"},
 		{[]string{"--out", "a.csv", "--send-at", "tomorrow"}, "--send-at"},
 		{[]string{"--out", "a.csv", "--send-at", "2020-01-01T00:00:00Z"}, "--send-at"},

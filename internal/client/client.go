@@ -110,6 +110,9 @@ func (c Config) validate() error {
 		return errors.New("api key: required (set ANTHROPIC_API_KEY)")
 	case strings.ContainsAny(c.APIKey, "\r\n"):
 		return errors.New("api key: holds a line break")
+	case strings.ContainsFunc(c.APIKey, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		// net/http would refuse it in every request, each a retry spent.
+		return errors.New("api key: holds a control character")
 	case !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://"):
 		return fmt.Errorf("base url %q: must start with http:// or https://", c.BaseURL)
 	case c.Endpoint != EnrollmentURL && c.Endpoint != ActionURL:

@@ -1047,7 +1047,9 @@ func TestNewValidation(t *testing.T) {
 		wantErr string // substring naming the field; "" for no error
 	}{
 		{"missing key", client.Config{}, "api key"},
-		{"key with line break", client.Config{APIKey: "sk-a\r\nX-Evil: 1"}, "api key"},
+		{"key with line break", client.Config{APIKey: "sk-a\r\nX-Evil: 1"}, "api key: holds a line break"},
+		{"key with a control character", client.Config{APIKey: "sk-ant-SEC RET\x01KEY2"}, "api key: holds a control character"},
+		{"key with DEL", client.Config{APIKey: "sk-ant-x\x7f"}, "api key: holds a control character"},
 		{"base url without scheme", client.Config{APIKey: testKey, BaseURL: "api.anthropic.com"}, "base url"},
 		{"base url of another scheme", client.Config{APIKey: testKey, BaseURL: "ftp://api.anthropic.com"}, "base url"},
 		{"unknown endpoint", client.Config{APIKey: testKey, Endpoint: "enrollment_urls"}, "endpoint"},

@@ -199,6 +199,19 @@ func followLinks(path string) string {
 	return path
 }
 
+// SameOutput reports whether Files created for a and b would write the
+// same file: the same path once links are followed.
+func SameOutput(a, b string) bool {
+	abs := func(p string) string {
+		p = followLinks(p)
+		if full, err := filepath.Abs(p); err == nil {
+			return full
+		}
+		return filepath.Clean(p)
+	}
+	return abs(a) == abs(b)
+}
+
 // Sibling starts another write of f's output, with f's columns and under
 // f's lock, while f stays open: a checkpoint of a run that holds f until
 // its end. Its MinValidity and Now are f's.
