@@ -274,6 +274,33 @@ func TestExportUsageErrors(t *testing.T) {
 	}
 }
 
+// TestExportLeavesAFileThatIsNotResults: an --out that exists and is no
+// results file (a customer list named by mistake) is refused and left as
+// it was, as enqueue does.
+func TestExportLeavesAFileThatIsNotResults(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.put(t, created("uprof_ok1", 1, "a@example.com", time.Hour))
+	list := filepath.Join(b.dir, "customers.csv")
+	const customers = "email,name\r\na@example.com,A\r\n"
+	if err := os.WriteFile(list, []byte(customers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := b.run(t, "--out", list)
+	if res.err == nil || !strings.Contains(res.err.Error(), "not a results file") {
+		t.Errorf("export over a customer list: err %v, want it refused as not a results file", res.err)
+	}
+	if got, _ := os.ReadFile(list); string(got) != customers {
+		t.Errorf("the customer list became %q", got)
+	}
+	out := filepath.Join(b.dir, "r.csv")
+	for i := range 2 { // a results file is written again
+		if res := b.run(t, "--out", out); res.err != nil {
+			t.Fatalf("export %d: %v", i+1, res.err)
+		}
+	}
+}
+
 // TestExportAfterShortTTLCampaign runs a real campaign (producer, worker,
 // sandbox whose URLs live 2 minutes) and exports it with --min-validity
 // 5m: every URL is left out, and the output says why.

@@ -120,6 +120,9 @@ func export(ctx context.Context, cfg config, store *campaign.Store, stdout io.Wr
 }
 
 func create(path string, columns []string, now time.Time, minValidity time.Duration) (*sink.File, error) {
+	if err := sink.CheckResults(path); err != nil {
+		return nil, fmt.Errorf("%w (name another file, or move it away; it is left as it was)", err)
+	}
 	f, err := sink.Create(path, columns)
 	if err != nil {
 		return nil, err

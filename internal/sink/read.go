@@ -69,13 +69,51 @@ func ReadCreated(path, campaignName string, now time.Time, minValidity time.Dura
 	return rows, nil
 }
 
-var errNotResults = errors.New("not a results file: it lacks the columns " + strings.Join(Columns, ", "))
+// CheckResults reports whether the file at path, when there is one, is a
+// results file that File wrote: nil for a missing file or one with the
+// result columns, an error wrapping ErrNotResults for any other, so that
+// a writer never replaces a file that is not its own kind (a customer
+// list named by mistake). Only the header (CSV) or first line (JSONL) is
+// read.
+func CheckResults(path string) error {
+	format, err := FormatOf(path)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	first := func(func(string) string) error { return errFirstRow }
+	if format == CSV {
+		err = readCSVRows(f, first)
+	} else {
+		err = readJSONLRows(f, first)
+	}
+	if err == nil || errors.Is(err, errFirstRow) {
+		return nil
+	}
+	if errors.Is(err, ErrNotResults) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return fmt.Errorf("%s: %w: %w", path, ErrNotResults, err)
+}
+
+// errFirstRow stops CheckResults' read at the first row.
+var errFirstRow = errors.New("first row")
+
+// ErrNotResults is the error for a file that lacks the result columns.
+var ErrNotResults = errors.New("not a results file: it lacks the columns " + strings.Join(Columns, ", "))
 
 func readCSVRows(r io.Reader, each func(get func(string) string) error) error {
 	cr := csv.NewReader(r)
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
-		return errNotResults
+		return ErrNotResults
 	}
 	if err != nil {
 		return err
@@ -86,7 +124,7 @@ func readCSVRows(r io.Reader, each func(get func(string) string) error) error {
 	}
 	for _, c := range Columns {
 		if _, ok := at[c]; !ok {
-			return errNotResults
+			return ErrNotResults
 		}
 	}
 	for {
@@ -113,7 +151,7 @@ func readJSONLRows(r io.Reader, each func(get func(string) string) error) error 
 		}
 		for _, c := range Columns {
 			if _, ok := obj[c]; !ok {
-				return fmt.Errorf("line %d: %w", line, errNotResults)
+				return fmt.Errorf("line %d: %w", line, ErrNotResults)
 			}
 		}
 		get := func(name string) string {
