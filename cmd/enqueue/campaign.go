@@ -426,7 +426,9 @@ type strandedError struct {
 	queue string
 }
 
-func (e strandedError) Error() string { return strandedNote(e.n, e.queue) + " (--wait stopped waiting)" }
+func (e strandedError) Error() string {
+	return strandedNote(e.n, e.queue) + " (--wait stopped waiting)"
+}
 
 // queueInspector is what fleetNotes reads of the queue. *asynq.Inspector
 // is one.
