@@ -409,7 +409,7 @@ const strandedAfter = 3
 // else 0.
 func (n *fleetNotes) checkStranded(insp queueInspector, queue string, pending int64) int64 {
 	qi, err := insp.GetQueueInfo(queue)
-	if err != nil || pending == 0 || qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating > 0 {
+	if err != nil || pending == 0 || toRun(qi) > 0 {
 		n.idleChecks = 0
 		return 0
 	}

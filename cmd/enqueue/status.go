@@ -121,7 +121,7 @@ func status(ctx context.Context, cfg config, rdb redis.UniversalClient, stdout i
 		}
 		rep.QueueFound, rep.QueuePaused = true, qi.Paused
 		rep.QueueSize, rep.QueueActive, rep.QueueRetry, rep.QueueArchived = qi.Size, qi.Active, qi.Retry, qi.Archived
-		rep.QueueQueued = qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
+		rep.QueueQueued = toRun(qi)
 	}
 	rep.Done = rep.Pending == 0 && rep.QueueQueued == 0
 	// Stranded only on the campaign's own queue (another queue's tasks
@@ -205,5 +205,11 @@ func queueIdle(insp *asynq.Inspector, queue string) bool {
 		return true
 	}
 	qi, err := insp.GetQueueInfo(queue)
-	return err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating == 0
+	return err == nil && toRun(qi) == 0
+}
+
+// toRun counts a queue's tasks still to run: pending, active, scheduled,
+// retrying and aggregating.
+func toRun(qi *asynq.QueueInfo) int {
+	return qi.Pending + qi.Active + qi.Scheduled + qi.Retry + qi.Aggregating
 }

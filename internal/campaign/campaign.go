@@ -284,12 +284,18 @@ func (s *Store) GetMany(ctx context.Context, campaign string, ids []string) ([]R
 	return out, ok, nil
 }
 
-// Status returns a profile's stored status, or "" when it has none.
-func (s *Store) Status(ctx context.Context, campaign, profileID string) (Status, error) {
-	v, err := s.rdb.HGet(ctx, key(campaign, "status"), profileID).Result()
+// hget reads a hash field of the campaign, "" when it is missing.
+func (s *Store) hget(ctx context.Context, campaign, part, field string) (string, error) {
+	v, err := s.rdb.HGet(ctx, key(campaign, part), field).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
+	return v, err
+}
+
+// Status returns a profile's stored status, or "" when it has none.
+func (s *Store) Status(ctx context.Context, campaign, profileID string) (Status, error) {
+	v, err := s.hget(ctx, campaign, "status", profileID)
 	if err != nil {
 		return "", fmt.Errorf("read status of %s: %w", profileID, err)
 	}
@@ -416,10 +422,7 @@ func (s *Store) NoteRequest(ctx context.Context, campaign, profileID, requestID 
 
 // LastRequest returns the request id NoteRequest kept, or "".
 func (s *Store) LastRequest(ctx context.Context, campaign, profileID string) (string, error) {
-	v, err := s.rdb.HGet(ctx, key(campaign, "lastreq"), profileID).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
+	v, err := s.hget(ctx, campaign, "lastreq", profileID)
 	if err != nil {
 		return "", fmt.Errorf("read last request id of %s: %w", profileID, err)
 	}

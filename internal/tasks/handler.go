@@ -531,13 +531,13 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) (bool, error) {
 	r.Columns = a.p.Columns
 	r.EnqueuedAt = a.p.EnqueuedAt
 	r.FinishedAt = a.h.cfg.Now().UTC()
-	var kept bool
+	var (
+		kept bool
+		err  error
+	)
 	if a.uncounted {
 		r.Attempts = a.p.PriorAttempts + 1 // PutCall adds calls counted before
-		var (
-			calls int64
-			err   error
-		)
+		var calls int64
 		if kept, calls, err = a.h.cfg.Store.PutCall(ctx, r); err != nil {
 			return false, err
 		}
@@ -545,7 +545,6 @@ func (a *attempt) store(ctx context.Context, r campaign.Result) (bool, error) {
 		r.Attempts = a.p.PriorAttempts + calls
 	} else {
 		r.Attempts = a.p.PriorAttempts + a.calls
-		var err error
 		if kept, err = a.h.cfg.Store.Put(ctx, r); err != nil {
 			return false, err
 		}
